@@ -1,0 +1,64 @@
+"""The committed model and reference embedding agree with the code."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from vargface.parity import MAX_ABS_DIFF, MIN_COSINE
+from vargface.reference import INPUT_DESCRIPTION, reference_embedding
+from vargface.weights import model_from_weights
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMMITTED_ONNX = REPO_ROOT / "models" / "vargfacenet.onnx"
+COMMITTED_REFERENCE = REPO_ROOT / "crates/model/tests/data/reference_embedding.json"
+
+REQUIRED_METADATA = {
+    "model_name": "vargfacenet",
+    "model_version": None,  # any value
+    "embedding_size": "512",
+    "input_layout": "NCHW",
+    "color_order": "RGB",
+    "input_range": "0..255",
+    "input_size": "112x112",
+    "normalization": "(x-127.5)/128 inside graph",
+    "output_normalized": "false",
+    "training_summary": None,
+}
+
+
+def _dims(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def test_committed_onnx_declares_the_contract():
+    proto = onnx.load(str(COMMITTED_ONNX))
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    for key, expected in REQUIRED_METADATA.items():
+        assert key in metadata, key
+        assert metadata[key], key
+        if expected is not None:
+            assert metadata[key] == expected, key
+    (graph_input,) = proto.graph.input
+    (graph_output,) = proto.graph.output
+    assert graph_input.name == "input" and _dims(graph_input) == ["batch", 3, 112, 112]
+    assert graph_output.name == "embedding" and _dims(graph_output) == ["batch", 512]
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+
+
+def test_committed_reference_embedding_is_what_the_code_computes():
+    record = json.loads(COMMITTED_REFERENCE.read_text())
+    assert record["model"] == "models/vargfacenet.onnx"
+    assert record["input"] == INPUT_DESCRIPTION
+    committed = np.array(record["embedding_raw"])
+    normalized = np.array(record["embedding_normalized"])
+    assert committed.shape == normalized.shape == (512,)
+    np.testing.assert_allclose(normalized, committed / np.linalg.norm(committed), atol=1e-12)
+
+    # Loading the committed ONNX also exercises the Identity-aliased
+    # initializers of untrained weights (equal BN gammas, PReLU slopes).
+    now = reference_embedding(model_from_weights(COMMITTED_ONNX)).astype(np.float64)
+    cosine = now @ committed / (np.linalg.norm(now) * np.linalg.norm(committed))
+    assert np.abs(now - committed).max() < MAX_ABS_DIFF
+    assert cosine > MIN_COSINE

@@ -1,0 +1,1 @@
+"""VarGFaceNet in PyTorch, its ONNX export, and the tools around them."""
