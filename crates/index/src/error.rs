@@ -1,0 +1,12 @@
+/// Gallery failures.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("identity {0:?} not found")]
+    IdentityNotFound(String),
+    #[error("embedding has {got} dimensions, the gallery holds {expected}")]
+    DimensionMismatch { expected: usize, got: usize },
+    #[error("invalid index description {description:?}: {reason}")]
+    InvalidIndex { description: String, reason: String },
+    #[error("FAISS: {0}")]
+    Faiss(#[from] faiss::error::Error),
+}

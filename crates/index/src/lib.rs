@@ -1,0 +1,8 @@
+//! The face gallery: identities, their face templates, and a FAISS inner-product index
+//! over the templates' L2-normalised embeddings (inner product = cosine similarity).
+
+mod error;
+mod gallery;
+
+pub use error::IndexError;
+pub use gallery::{Candidate, EnrollOutcome, FaceId, Gallery, IdentityPage, IdentityRecord};

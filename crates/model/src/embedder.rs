@@ -1,0 +1,269 @@
+//! One ONNX Runtime session of the face embedding model.
+
+use std::path::{Path, PathBuf};
+
+#[cfg(feature = "cuda")]
+use ort::ep;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{TensorRef, ValueType};
+
+use crate::error::ModelError;
+use crate::image::{FaceCrop, CROP_SIZE};
+use crate::runtime;
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutionProvider {
+    #[default]
+    Cpu,
+    /// NVIDIA GPU through ONNX Runtime's CUDA provider (cargo feature `cuda`).
+    Cuda { device_id: i32 },
+}
+
+impl ExecutionProvider {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExecutionProvider::Cpu => "CPU",
+            ExecutionProvider::Cuda { .. } => "CUDA",
+        }
+    }
+}
+
+/// How to build a session.
+#[derive(Debug, Clone, Default)]
+pub struct EmbedderOptions {
+    pub execution_provider: ExecutionProvider,
+    /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per core).
+    pub intra_op_threads: usize,
+    /// Whether idle intra-op threads spin. Spinning steals CPU from decoding and the
+    /// gRPC runtime on small machines, so it is off unless asked for.
+    pub intra_op_spinning: bool,
+    /// The ONNX Runtime shared library; `None` reads `ORT_DYLIB_PATH`.
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+/// What the model says about itself (ONNX metadata) and its tensor names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub embedding_size: usize,
+    pub input_name: String,
+    pub output_name: String,
+    pub execution_provider: &'static str,
+}
+
+/// A loaded model. Not shareable between threads while running: ONNX Runtime sessions
+/// are run through `&mut self`; the server keeps one per model instance.
+pub struct Embedder {
+    session: Session,
+    info: ModelInfo,
+    input: Vec<f32>,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Embedder {
+    /// Loads an ONNX face embedder: input `[N, 3, 112, 112]` f32, output `[N, D]` f32.
+    pub fn load(path: &Path, options: &EmbedderOptions) -> Result<Self, ModelError> {
+        let env = runtime::environment(options.onnxruntime_library.as_deref())?;
+        let load_err = |reason: String| ModelError::Load {
+            path: path.display().to_string(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(load_err("no such file".into()));
+        }
+        let mut builder = Session::builder(env)
+            .map_err(|e| load_err(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(|e| load_err(e.to_string()))?
+            .with_intra_threads(options.intra_op_threads)
+            .map_err(|e| load_err(e.to_string()))?
+            .with_intra_op_spinning(options.intra_op_spinning)
+            .map_err(|e| load_err(e.to_string()))?;
+        builder = register_provider(builder, options.execution_provider)?;
+        let session = builder
+            .commit_from_file(path)
+            .map_err(|e| load_err(e.to_string()))?;
+        let info = inspect(&session, path, options.execution_provider)?;
+        Ok(Self {
+            session,
+            info,
+            input: Vec::new(),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Embeds a batch of crops; returns one L2-normalised vector per crop, in order.
+    pub fn embed(&mut self, crops: &[&FaceCrop]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if crops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let per = FaceCrop::TENSOR_LEN;
+        self.input.resize(crops.len() * per, 0.0);
+        for (crop, out) in crops.iter().zip(self.input.chunks_exact_mut(per)) {
+            crop.write_chw(out);
+        }
+        self.run_chw(crops.len())
+    }
+
+    /// Embeds `batch` images already laid out as NCHW f32 in 0..255 (used by tests and
+    /// benchmarks that feed exact tensors).
+    pub fn embed_tensor(&mut self, nchw: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let per = FaceCrop::TENSOR_LEN;
+        if nchw.is_empty() || !nchw.len().is_multiple_of(per) {
+            return Err(ModelError::Inference(format!(
+                "input of {} floats is not a whole number of 3x112x112 images",
+                nchw.len()
+            )));
+        }
+        self.input.clear();
+        self.input.extend_from_slice(nchw);
+        self.run_chw(nchw.len() / per)
+    }
+
+    fn run_chw(&mut self, batch: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        let side = CROP_SIZE as usize;
+        let shape = [batch, 3, side, side];
+        let input = TensorRef::from_array_view((shape, self.input.as_slice()))
+            .map_err(|e| ModelError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.info.input_name.as_str() => input])
+            .map_err(|e| ModelError::Inference(e.to_string()))?;
+        let (out_shape, data) = outputs[self.info.output_name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| ModelError::Inference(e.to_string()))?;
+        let dim = self.info.embedding_size;
+        if out_shape.len() != 2 || out_shape[0] as usize != batch || data.len() != batch * dim {
+            return Err(ModelError::Inference(format!(
+                "unexpected output shape {out_shape:?} for batch {batch}"
+            )));
+        }
+        Ok(data.chunks_exact(dim).map(l2_normalised).collect())
+    }
+}
+
+fn register_provider(
+    builder: ort::session::builder::SessionBuilder,
+    provider: ExecutionProvider,
+) -> Result<ort::session::builder::SessionBuilder, ModelError> {
+    match provider {
+        ExecutionProvider::Cpu => Ok(builder),
+        ExecutionProvider::Cuda { device_id } => cuda(builder, device_id),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(
+    builder: ort::session::builder::SessionBuilder,
+    device_id: i32,
+) -> Result<ort::session::builder::SessionBuilder, ModelError> {
+    // error_on_failure: without it ONNX Runtime silently falls back to the CPU.
+    builder
+        .with_execution_providers([ep::CUDA::default()
+            .with_device_id(device_id)
+            .build()
+            .error_on_failure()])
+        .map_err(|e| ModelError::ExecutionProvider {
+            provider: "CUDA",
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(
+    _builder: ort::session::builder::SessionBuilder,
+    _device_id: i32,
+) -> Result<ort::session::builder::SessionBuilder, ModelError> {
+    Err(ModelError::ExecutionProvider {
+        provider: "CUDA",
+        reason: "this build has no CUDA support (build with cargo feature `cuda`)".into(),
+    })
+}
+
+/// Reads tensor names, shapes and metadata, checking the model is a face embedder.
+fn inspect(
+    session: &Session,
+    path: &Path,
+    provider: ExecutionProvider,
+) -> Result<ModelInfo, ModelError> {
+    let bad = |reason: String| ModelError::Incompatible {
+        path: path.display().to_string(),
+        reason,
+    };
+    let [input] = session.inputs() else {
+        return Err(bad(format!(
+            "expected 1 input, found {}",
+            session.inputs().len()
+        )));
+    };
+    let [output, ..] = session.outputs() else {
+        return Err(bad("the model has no output".into()));
+    };
+    let dims = |ty: &ValueType| -> Option<Vec<i64>> { ty.tensor_shape().map(|s| s.to_vec()) };
+    let in_dims = dims(input.dtype()).ok_or_else(|| bad("input is not a tensor".into()))?;
+    let side = i64::from(CROP_SIZE);
+    if in_dims.len() != 4 || in_dims[1] != 3 || in_dims[2] != side || in_dims[3] != side {
+        return Err(bad(format!(
+            "input {} has shape {in_dims:?}, expected [N, 3, 112, 112]",
+            input.name()
+        )));
+    }
+    let out_dims = dims(output.dtype()).ok_or_else(|| bad("output is not a tensor".into()))?;
+    let embedding_size = match out_dims.as_slice() {
+        [_, d] if *d > 0 => *d as usize,
+        _ => {
+            return Err(bad(format!(
+                "output {} has shape {out_dims:?}, expected [N, D]",
+                output.name()
+            )))
+        }
+    };
+    let meta = session
+        .metadata()
+        .map_err(|e| bad(format!("cannot read metadata: {e}")))?;
+    let name = meta
+        .custom("model_name")
+        .or_else(|| meta.graph_description())
+        .unwrap_or_else(|| "unknown".into());
+    let version = meta
+        .custom("model_version")
+        .or_else(|| meta.version().map(|v| v.to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    if let Some(declared) = meta.custom("embedding_size") {
+        if declared.trim() != embedding_size.to_string() {
+            return Err(bad(format!(
+                "metadata says embedding_size {declared}, output has {embedding_size}"
+            )));
+        }
+    }
+    Ok(ModelInfo {
+        name,
+        version,
+        embedding_size,
+        input_name: input.name().to_string(),
+        output_name: output.name().to_string(),
+        execution_provider: provider.name(),
+    })
+}
+
+fn l2_normalised(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}

@@ -1,0 +1,234 @@
+//! Turns caller images into model input: decoding with limits, and the 112x112 RGB crop.
+//!
+//! Limits are checked on the header before any pixel is decoded, so a small file that
+//! claims a huge image (a decompression bomb) is refused without allocating for it.
+
+use std::io::Cursor;
+
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
+
+use crate::error::ImageError;
+
+/// Side of the square, aligned face crop the model takes (the ArcFace template size).
+pub const CROP_SIZE: u32 = 112;
+const CROP_LEN: usize = (CROP_SIZE * CROP_SIZE * 3) as usize;
+
+/// Upper bounds on what a caller may send.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    pub max_encoded_bytes: usize,
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_encoded_bytes: 16 * 1024 * 1024,
+            max_pixels: 40_000_000,
+        }
+    }
+}
+
+/// Decodes a JPEG, PNG or WebP file into 8-bit RGB.
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    if bytes.len() > limits.max_encoded_bytes {
+        return Err(ImageError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_encoded_bytes,
+        });
+    }
+    let reader = |bytes| -> Result<ImageReader<Cursor<&[u8]>>, ImageError> {
+        let reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| ImageError::Corrupt(e.to_string()))?;
+        match reader.format() {
+            Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP) => Ok(reader),
+            _ => Err(ImageError::UnsupportedFormat),
+        }
+    };
+    let (width, height) = reader(bytes)?.into_dimensions().map_err(classify)?;
+    check_pixels(width, height, limits)?;
+
+    let mut reader = reader(bytes)?;
+    let mut decode_limits = Limits::default();
+    decode_limits.max_image_width = Some(width);
+    decode_limits.max_image_height = Some(height);
+    // Room for the decoded image at 16 bits per channel with alpha, plus slack.
+    decode_limits.max_alloc = Some(u64::from(width) * u64::from(height) * 8 + (1 << 20));
+    reader.limits(decode_limits);
+    let img = reader.decode().map_err(classify)?;
+    Ok(img.into_rgb8())
+}
+
+/// Wraps packed RGB8 pixels, checking that their length matches the stated size.
+pub fn from_raw(
+    width: u32,
+    height: u32,
+    rgb: Vec<u8>,
+    limits: &DecodeLimits,
+) -> Result<RgbImage, ImageError> {
+    let expected = u64::from(width) * u64::from(height) * 3;
+    if width == 0 || height == 0 || rgb.len() as u64 != expected {
+        return Err(ImageError::RawSizeMismatch {
+            width,
+            height,
+            len: rgb.len(),
+            expected,
+        });
+    }
+    check_pixels(width, height, limits)?;
+    RgbImage::from_raw(width, height, rgb).ok_or(ImageError::RawSizeMismatch {
+        width,
+        height,
+        len: expected as usize,
+        expected,
+    })
+}
+
+fn check_pixels(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), ImageError> {
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(ImageError::TooManyPixels {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
+    }
+    Ok(())
+}
+
+fn classify(err: image::ImageError) -> ImageError {
+    match err {
+        image::ImageError::Unsupported(_) => ImageError::UnsupportedFormat,
+        other => ImageError::Corrupt(other.to_string()),
+    }
+}
+
+/// One face aligned to the 112x112 template, as packed RGB8 (row-major, HWC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaceCrop {
+    rgb: Vec<u8>,
+}
+
+impl FaceCrop {
+    /// Takes an image that already is an aligned crop.
+    pub fn from_aligned(img: RgbImage) -> Result<Self, ImageError> {
+        if img.width() != CROP_SIZE || img.height() != CROP_SIZE {
+            return Err(ImageError::NotAlignedSize {
+                width: img.width(),
+                height: img.height(),
+                expected: CROP_SIZE,
+            });
+        }
+        Ok(Self {
+            rgb: img.into_raw(),
+        })
+    }
+
+    /// Packed RGB8 pixels, 112 * 112 * 3 bytes.
+    pub fn rgb(&self) -> &[u8] {
+        &self.rgb
+    }
+
+    /// Number of f32 values one crop occupies in the model's NCHW input.
+    pub const TENSOR_LEN: usize = CROP_LEN;
+
+    /// Writes the crop as planar (CHW) f32 RGB in 0..255, the model's input layout;
+    /// the network itself applies (x - 127.5) / 128.
+    pub fn write_chw(&self, out: &mut [f32]) {
+        let plane = (CROP_SIZE * CROP_SIZE) as usize;
+        debug_assert_eq!(out.len(), 3 * plane);
+        let (r, rest) = out.split_at_mut(plane);
+        let (g, b) = rest.split_at_mut(plane);
+        for (i, px) in self.rgb.chunks_exact(3).enumerate() {
+            r[i] = f32::from(px[0]);
+            g[i] = f32::from(px[1]);
+            b[i] = f32::from(px[2]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_png_to_rgb() {
+        let img = decode(&png(112, 112), &DecodeLimits::default()).unwrap();
+        assert_eq!(img.dimensions(), (112, 112));
+        assert_eq!(img.get_pixel(5, 9).0, [5, 9, 7]);
+    }
+
+    #[test]
+    fn refuses_garbage_empty_and_oversized() {
+        let limits = DecodeLimits::default();
+        assert_eq!(decode(b"", &limits), Err(ImageError::Empty));
+        assert_eq!(
+            decode(b"definitely not an image", &limits),
+            Err(ImageError::UnsupportedFormat)
+        );
+        let small = DecodeLimits {
+            max_encoded_bytes: 10,
+            max_pixels: 100,
+        };
+        assert!(matches!(
+            decode(&png(4, 4), &small),
+            Err(ImageError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn refuses_too_many_pixels_before_decoding() {
+        let limits = DecodeLimits {
+            max_encoded_bytes: 1 << 20,
+            max_pixels: 100 * 100,
+        };
+        assert_eq!(
+            decode(&png(200, 100), &limits),
+            Err(ImageError::TooManyPixels {
+                width: 200,
+                height: 100,
+                limit: 10_000
+            })
+        );
+    }
+
+    #[test]
+    fn truncated_png_is_corrupt() {
+        let bytes = png(112, 112);
+        let err = decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, ImageError::Corrupt(_)), "{err:?}");
+    }
+
+    #[test]
+    fn raw_pixels_must_match_their_size() {
+        let limits = DecodeLimits::default();
+        assert!(from_raw(112, 112, vec![0; 112 * 112 * 3], &limits).is_ok());
+        assert!(matches!(
+            from_raw(112, 112, vec![0; 100], &limits),
+            Err(ImageError::RawSizeMismatch { len: 100, .. })
+        ));
+        assert!(from_raw(0, 0, vec![], &limits).is_err());
+    }
+
+    #[test]
+    fn crop_is_written_planar() {
+        let img = RgbImage::from_fn(112, 112, |x, _| image::Rgb([x as u8, 100, 200]));
+        let crop = FaceCrop::from_aligned(img).unwrap();
+        let mut out = vec![0.0; FaceCrop::TENSOR_LEN];
+        crop.write_chw(&mut out);
+        assert_eq!(out[3], 3.0);
+        assert_eq!(out[112 * 112 + 3], 100.0);
+        assert_eq!(out[2 * 112 * 112 + 3], 200.0);
+        assert!(FaceCrop::from_aligned(RgbImage::new(100, 112)).is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! The committed VarGFaceNet ONNX through the real ONNX Runtime.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vargid_model::{Embedder, EmbedderOptions, ExecutionProvider, FaceCrop, ModelError};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model_path() -> PathBuf {
+    root().join("models/vargfacenet.onnx")
+}
+
+#[derive(Deserialize)]
+struct Reference {
+    embedding_normalized: Vec<f32>,
+}
+
+/// The fixed input the Python side used: ((c*37 + y*11 + x*7) % 256) in NCHW.
+fn pattern_input() -> Vec<f32> {
+    let mut out = Vec::with_capacity(FaceCrop::TENSOR_LEN);
+    for c in 0..3u32 {
+        for y in 0..112u32 {
+            for x in 0..112u32 {
+                out.push(((c * 37 + y * 11 + x * 7) % 256) as f32);
+            }
+        }
+    }
+    out
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn matches_the_pytorch_reference_embedding() {
+    let json =
+        std::fs::read_to_string(root().join("crates/model/tests/data/reference_embedding.json"))
+            .expect("reference embedding written by `python -m vargface.reference`");
+    let reference: Reference = serde_json::from_str(&json).expect("reference JSON");
+
+    let mut embedder =
+        Embedder::load(&model_path(), &EmbedderOptions::default()).expect("loading the model");
+    let info = embedder.info().clone();
+    assert_eq!(info.name, "vargfacenet");
+    assert_eq!(info.embedding_size, 512);
+    assert_eq!(info.execution_provider, "CPU");
+
+    let input = pattern_input();
+    let got = embedder.embed_tensor(&input).expect("inference");
+    assert_eq!(got.len(), 1);
+    let cos = cosine(&got[0], &reference.embedding_normalized);
+    assert!(cos > 0.9999, "cosine to the PyTorch reference: {cos}");
+    let norm: f32 = got[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn batches_give_the_same_answers_as_single_runs() {
+    let mut embedder =
+        Embedder::load(&model_path(), &EmbedderOptions::default()).expect("loading the model");
+    let one = pattern_input();
+    let mut other = one.clone();
+    other.iter_mut().for_each(|v| *v = 255.0 - *v);
+    let batch: Vec<f32> = [one.clone(), other.clone(), one.clone()].concat();
+    let together = embedder.embed_tensor(&batch).unwrap();
+    let alone = embedder.embed_tensor(&other).unwrap();
+    assert_eq!(together.len(), 3);
+    assert!(cosine(&together[1], &alone[0]) > 0.99999);
+    assert!(cosine(&together[0], &together[2]) > 0.99999);
+    assert!(cosine(&together[0], &together[1]) < 0.9999);
+}
+
+#[test]
+fn loading_errors_name_the_problem() {
+    let missing =
+        Embedder::load(Path::new("no/such/model.onnx"), &EmbedderOptions::default()).unwrap_err();
+    assert!(matches!(missing, ModelError::Load { .. }), "{missing}");
+    assert!(missing.to_string().contains("no/such/model.onnx"));
+
+    let not_a_model = root().join("README.md");
+    let err = Embedder::load(&not_a_model, &EmbedderOptions::default()).unwrap_err();
+    assert!(matches!(err, ModelError::Load { .. }), "{err}");
+
+    if !cfg!(feature = "cuda") {
+        let cuda = EmbedderOptions {
+            execution_provider: ExecutionProvider::Cuda { device_id: 0 },
+            ..Default::default()
+        };
+        let err = Embedder::load(&model_path(), &cuda).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ModelError::ExecutionProvider {
+                    provider: "CUDA",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}

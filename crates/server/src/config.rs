@@ -1,0 +1,264 @@
+//! Settings: embedded defaults, then an optional TOML file, then `VARGID_...`
+//! environment variables (sections joined by `__`, e.g. `VARGID_MODEL__PATH`).
+//! `config/vargid.example.toml` documents every option with its default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub metrics: MetricsSettings,
+    pub model: ModelSettings,
+    pub batching: BatchingSettings,
+    pub gallery: GallerySettings,
+    pub limits: LimitSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Longest a request may take; a caller's shorter grpc-timeout wins.
+    pub request_timeout_ms: u64,
+    /// Requests handled at once over all connections; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    pub max_in_flight: usize,
+    /// Requests handled at once on one connection.
+    pub max_in_flight_per_connection: usize,
+    /// Largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest graceful shutdown waits for in-flight requests.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Prometheus endpoint (`/metrics`) address; empty disables it.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSettings {
+    /// The ONNX face embedder.
+    pub path: PathBuf,
+    /// ONNX Runtime shared library; empty means the ORT_DYLIB_PATH variable.
+    pub onnxruntime_library: String,
+    /// "cpu" or "cuda" (needs a build with the `cuda` feature; fails if unusable).
+    pub execution_provider: String,
+    pub cuda_device_id: i32,
+    /// Model instances (sessions) running batches concurrently.
+    pub instances: usize,
+    /// ONNX Runtime intra-op threads per instance; 0 = cores / instances.
+    pub intra_op_threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingSettings {
+    /// Most faces in one inference.
+    pub max_batch_size: usize,
+    /// Longest a formed batch waits for faces still being decoded (0 = never wait).
+    pub max_queue_delay_ms: u64,
+    /// Faces waiting for inference; beyond this requests fail with RESOURCE_EXHAUSTED.
+    pub queue_capacity: usize,
+    /// Threads decoding images; 0 = number of cores.
+    pub preprocess_threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GallerySettings {
+    /// Where gallery data lives.
+    pub data_dir: PathBuf,
+    /// FAISS index factory string; must start with IDMap or IDMap2.
+    pub index: String,
+    /// Cosine similarity at or above which a candidate is a match.
+    pub match_threshold: f32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Largest encoded image, in bytes.
+    pub max_image_bytes: usize,
+    /// Largest image, in pixels, checked on the header before decoding.
+    pub max_image_pixels: u64,
+    /// Most images in one Enroll or Embed request.
+    pub max_images_per_request: usize,
+    /// Largest top_k of Identify.
+    pub max_top_k: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// tracing filter directives, e.g. "info" or "vargid=debug,info"; RUST_LOG wins.
+    pub filter: String,
+    /// "text" or "json".
+    pub format: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            request_timeout_ms: 30_000,
+            max_in_flight: 1024,
+            max_in_flight_per_connection: 512,
+            max_message_bytes: 32 * 1024 * 1024,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("models/vargfacenet.onnx"),
+            onnxruntime_library: String::new(),
+            execution_provider: "cpu".into(),
+            cuda_device_id: 0,
+            instances: 1,
+            intra_op_threads: 0,
+        }
+    }
+}
+
+impl Default for BatchingSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 32,
+            max_queue_delay_ms: 2,
+            queue_capacity: 256,
+            preprocess_threads: 0,
+        }
+    }
+}
+
+impl Default for GallerySettings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            index: "IDMap2,Flat".into(),
+            match_threshold: 0.36,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_image_bytes: 16 * 1024 * 1024,
+            max_image_pixels: 40_000_000,
+            max_images_per_request: 32,
+            max_top_k: 100,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// Environment variable naming the configuration file (the `--config` flag wins).
+pub const CONFIG_FILE_VAR: &str = "VARGID_CONFIG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, overridden by `file` (if any), overridden by `VARGID_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        // VARGID_CONFIG names the file itself and is not a setting.
+        let vars: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| k != CONFIG_FILE_VAR)
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("VARGID")
+                .source(Some(vars))
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |m: &str| Err(SettingsError::Invalid(m.to_string()));
+        if self.batching.max_batch_size == 0 {
+            return bad("batching.max_batch_size must be at least 1");
+        }
+        if self.batching.queue_capacity == 0 {
+            return bad("batching.queue_capacity must be at least 1");
+        }
+        if self.batching.queue_capacity < self.limits.max_images_per_request {
+            return bad("batching.queue_capacity must be at least limits.max_images_per_request");
+        }
+        if self.model.instances == 0 {
+            return bad("model.instances must be at least 1");
+        }
+        if !matches!(self.model.execution_provider.as_str(), "cpu" | "cuda") {
+            return bad("model.execution_provider must be \"cpu\" or \"cuda\"");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return bad("log.format must be \"text\" or \"json\"");
+        }
+        if !(-1.0..=1.0).contains(&self.gallery.match_threshold) {
+            return bad("gallery.match_threshold must be a cosine similarity in [-1, 1]");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/vargid.example.toml");
+        let from_file = Settings::load(Some(&path)).unwrap();
+        assert_eq!(from_file, Settings::default());
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("vargid-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "[server]\nlisten_address = \"x\"\n").unwrap();
+        assert!(Settings::load(Some(&path)).is_err());
+    }
+}

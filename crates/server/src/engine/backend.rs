@@ -1,0 +1,72 @@
+//! Model instances: one OS thread per ONNX Runtime session, so inference never runs
+//! on (or blocks) the async runtime's workers.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::OwnedSemaphorePermit;
+use vargid_model::{Embedder, FaceCrop};
+
+use super::{EngineError, Job};
+use crate::metrics;
+
+/// A formed batch and the permit of the instance that will run it.
+pub(super) struct Batch {
+    pub jobs: Vec<Job>,
+    pub instance: OwnedSemaphorePermit,
+}
+
+/// Starts the instance threads; returns where to send batches.
+pub(super) fn spawn(embedders: Vec<Embedder>) -> SyncSender<Batch> {
+    let (tx, rx) = sync_channel::<Batch>(embedders.len());
+    let rx = Arc::new(Mutex::new(rx));
+    for (i, embedder) in embedders.into_iter().enumerate() {
+        let rx = rx.clone();
+        std::thread::Builder::new()
+            .name(format!("vargid-model-{i}"))
+            .spawn(move || run_instance(embedder, rx))
+            .expect("spawning a model thread at start-up");
+    }
+    tx
+}
+
+fn run_instance(mut embedder: Embedder, batches: Arc<Mutex<Receiver<Batch>>>) {
+    loop {
+        let next = batches.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(Batch { mut jobs, instance }) = next else {
+            return;
+        };
+        // Callers may have gone while the batch waited for this thread.
+        jobs.retain(|job| {
+            let keep = !job.abandoned();
+            if !keep {
+                metrics::job_dropped();
+            }
+            keep
+        });
+        if jobs.is_empty() {
+            continue;
+        }
+        let crops: Vec<&FaceCrop> = jobs.iter().map(|j| &j.crop).collect();
+        let started = Instant::now();
+        let result = embedder.embed(&crops);
+        metrics::batch_done(jobs.len(), started.elapsed());
+        // The instance is free: the batcher may form the next batch while we reply.
+        drop(instance);
+        match result {
+            Ok(embeddings) => {
+                for (job, embedding) in jobs.into_iter().zip(embeddings) {
+                    let _ = job.reply.send(Ok(embedding));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, batch = jobs.len(), "inference failed");
+                let err = EngineError::Inference(e.to_string());
+                for job in jobs {
+                    let _ = job.reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The vargid server: settings, the batching engine, the face pipeline, the gRPC
+//! service, metrics, logging and shutdown. `main.rs` only parses arguments.
+
+pub mod config;
+pub mod engine;
+pub mod faces;
+pub mod grpc;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;

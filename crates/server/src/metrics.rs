@@ -1,0 +1,125 @@
+//! Prometheus metrics: names, units and buckets in one place, and the exporter.
+//!
+//! Rates (faces per second, requests per second) come from the counters with
+//! PromQL's `rate()`.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+const REQUESTS: &str = "vargid_requests_total";
+const REQUEST_SECONDS: &str = "vargid_request_duration_seconds";
+const QUEUE_DEPTH: &str = "vargid_queue_depth";
+const QUEUE_WAIT_SECONDS: &str = "vargid_queue_wait_seconds";
+const QUEUE_REJECTED: &str = "vargid_queue_rejected_total";
+const JOBS_DROPPED: &str = "vargid_abandoned_faces_total";
+const BATCH_SIZE: &str = "vargid_batch_size";
+const INFERENCE_SECONDS: &str = "vargid_inference_duration_seconds";
+const FACES_EMBEDDED: &str = "vargid_faces_embedded_total";
+const GALLERY_FACES: &str = "vargid_gallery_faces";
+const GALLERY_IDENTITIES: &str = "vargid_gallery_identities";
+
+/// Installs the process-wide recorder; the handle renders the text exposition format.
+pub fn install(max_batch_size: usize) -> Result<PrometheusHandle, BuildError> {
+    let latency = [
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+    ];
+    let mut sizes = Vec::new();
+    let mut b = 1usize;
+    while b < max_batch_size {
+        sizes.push(b as f64);
+        b *= 2;
+    }
+    sizes.push(max_batch_size as f64);
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &sizes)?
+        .install_recorder()?;
+    describe();
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS, "gRPC requests by method and status code");
+    describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "gRPC request latency by method"
+    );
+    describe_gauge!(QUEUE_DEPTH, "Faces waiting for inference");
+    describe_histogram!(
+        QUEUE_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time a face waited in the queue"
+    );
+    describe_counter!(
+        QUEUE_REJECTED,
+        "Requests refused because the queue was full"
+    );
+    describe_counter!(
+        JOBS_DROPPED,
+        "Faces dropped before inference because the caller had gone"
+    );
+    describe_histogram!(BATCH_SIZE, "Faces per inference batch");
+    describe_histogram!(INFERENCE_SECONDS, Unit::Seconds, "Model run time per batch");
+    describe_counter!(FACES_EMBEDDED, "Faces run through the model");
+    describe_gauge!(GALLERY_FACES, "Face templates in the gallery");
+    describe_gauge!(GALLERY_IDENTITIES, "Identities in the gallery");
+}
+
+pub fn request(method: &'static str, code: tonic::Code, elapsed: Duration) {
+    counter!(REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
+    histogram!(REQUEST_SECONDS, "method" => method).record(elapsed.as_secs_f64());
+}
+
+pub fn queue_depth(faces: usize) {
+    gauge!(QUEUE_DEPTH).set(faces as f64);
+}
+
+pub fn queue_wait(waited: Duration) {
+    histogram!(QUEUE_WAIT_SECONDS).record(waited.as_secs_f64());
+}
+
+pub fn queue_rejected() {
+    counter!(QUEUE_REJECTED).increment(1);
+}
+
+pub fn job_dropped() {
+    counter!(JOBS_DROPPED).increment(1);
+}
+
+pub fn batch_done(faces: usize, took: Duration) {
+    histogram!(BATCH_SIZE).record(faces as f64);
+    histogram!(INFERENCE_SECONDS).record(took.as_secs_f64());
+    counter!(FACES_EMBEDDED).increment(faces as u64);
+}
+
+pub fn gallery_size(faces: usize, identities: usize) {
+    gauge!(GALLERY_FACES).set(faces as f64);
+    gauge!(GALLERY_IDENTITIES).set(identities as f64);
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -1,0 +1,263 @@
+//! Assembles the service from the settings and serves it until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::ServiceBuilder;
+use vargid_index::Gallery;
+use vargid_model::{DecodeLimits, Embedder, EmbedderOptions, ExecutionProvider};
+use vargid_proto::v1::face_service_server::FaceServiceServer;
+
+use crate::config::Settings;
+use crate::engine::{Engine, EngineConfig};
+use crate::faces::FacePipeline;
+use crate::grpc::{FaceServiceImpl, ServiceLimits};
+use crate::metrics;
+
+/// How the cores are shared: inference threads, decoding threads, FAISS threads.
+#[derive(Debug, Clone, Copy)]
+pub struct ThreadBudget {
+    pub cores: usize,
+    pub intra_op_per_instance: usize,
+    pub preprocess: usize,
+}
+
+impl ThreadBudget {
+    pub fn from_settings(settings: &Settings) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let instances = settings.model.instances.max(1);
+        let intra_op_per_instance = match settings.model.intra_op_threads {
+            0 => (cores / instances).max(1),
+            n => n,
+        };
+        let preprocess = match settings.batching.preprocess_threads {
+            0 => cores,
+            n => n,
+        };
+        Self {
+            cores,
+            intra_op_per_instance,
+            preprocess,
+        }
+    }
+}
+
+fn embedder_options(settings: &Settings, budget: ThreadBudget) -> EmbedderOptions {
+    let m = &settings.model;
+    EmbedderOptions {
+        execution_provider: match m.execution_provider.as_str() {
+            "cuda" => ExecutionProvider::Cuda {
+                device_id: m.cuda_device_id,
+            },
+            _ => ExecutionProvider::Cpu,
+        },
+        intra_op_threads: budget.intra_op_per_instance,
+        intra_op_spinning: false,
+        onnxruntime_library: onnxruntime_library(&m.onnxruntime_library),
+    }
+}
+
+/// Where `scripts/install-deps.sh` puts the library, relative to the repository root.
+const INSTALLED_ONNXRUNTIME: &str = ".deps/onnxruntime/libonnxruntime.so.1.31.1";
+
+/// The configured library; else `ORT_DYLIB_PATH` (read by the model crate); else the
+/// one the install script put in the working directory.
+fn onnxruntime_library(configured: &str) -> Option<std::path::PathBuf> {
+    if !configured.is_empty() {
+        return Some(configured.into());
+    }
+    if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|p| !p.is_empty()) {
+        return None;
+    }
+    let installed = std::path::Path::new(INSTALLED_ONNXRUNTIME);
+    installed.is_file().then(|| installed.to_path_buf())
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most
+/// `server.shutdown_grace_ms`.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let budget = ThreadBudget::from_settings(&settings);
+    tracing::info!(
+        cores = budget.cores,
+        instances = settings.model.instances,
+        intra_op_threads = budget.intra_op_per_instance,
+        preprocess_threads = budget.preprocess,
+        "thread budget"
+    );
+
+    let options = embedder_options(&settings, budget);
+    let mut embedders = Vec::with_capacity(settings.model.instances);
+    for _ in 0..settings.model.instances {
+        let path = settings.model.path.clone();
+        let options = options.clone();
+        let embedder = tokio::task::spawn_blocking(move || Embedder::load(&path, &options))
+            .await
+            .context("model loader panicked")?
+            .with_context(|| format!("loading model {}", settings.model.path.display()))?;
+        embedders.push(embedder);
+    }
+    let info = embedders[0].info().clone();
+    tracing::info!(
+        model = %info.name,
+        version = %info.version,
+        embedding_size = info.embedding_size,
+        execution_provider = info.execution_provider,
+        "model loaded"
+    );
+
+    std::fs::create_dir_all(&settings.gallery.data_dir).with_context(|| {
+        format!(
+            "creating data directory {}",
+            settings.gallery.data_dir.display()
+        )
+    })?;
+    let gallery = Arc::new(
+        Gallery::new(info.embedding_size, &settings.gallery.index)
+            .context("creating the gallery index")?,
+    );
+
+    let metrics_handle = match metrics::install(settings.batching.max_batch_size) {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed");
+            None
+        }
+    };
+    let metrics_addr = match (&metrics_handle, settings.metrics.listen.as_str()) {
+        (Some(handle), listen) if !listen.is_empty() => {
+            Some(serve_metrics(listen, handle.clone()).await?)
+        }
+        _ => None,
+    };
+
+    let engine = Engine::start(
+        embedders,
+        EngineConfig {
+            max_batch_size: settings.batching.max_batch_size,
+            max_queue_delay: Duration::from_millis(settings.batching.max_queue_delay_ms),
+            queue_capacity: settings.batching.queue_capacity,
+        },
+    );
+    let limits = DecodeLimits {
+        max_encoded_bytes: settings.limits.max_image_bytes,
+        max_pixels: settings.limits.max_image_pixels,
+    };
+    let pipeline = FacePipeline::new(engine, limits, budget.preprocess);
+    let service = FaceServiceImpl::new(
+        pipeline,
+        gallery,
+        ServiceLimits {
+            max_images_per_request: settings.limits.max_images_per_request,
+            max_top_k: settings.limits.max_top_k,
+            match_threshold: settings.gallery.match_threshold,
+        },
+    );
+    let face_service = FaceServiceServer::new(service)
+        .max_decoding_message_size(settings.server.max_message_bytes);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<FaceServiceServer<FaceServiceImpl>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vargid_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building reflection v1")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vargid_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building reflection v1alpha")?;
+
+    let listener = TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.server.listen))?;
+    let grpc_addr = listener.local_addr()?;
+    tracing::info!(
+        grpc = %grpc_addr,
+        metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        "vargid listening"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .timeout(Duration::from_millis(settings.server.request_timeout_ms))
+        .load_shed(true)
+        .concurrency_limit_per_connection(settings.server.max_in_flight_per_connection)
+        .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
+        .layer(
+            ServiceBuilder::new()
+                .load_shed()
+                .layer(GlobalConcurrencyLimitLayer::new(
+                    settings.server.max_in_flight,
+                )),
+        )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(face_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = stop_rx.await;
+        });
+    let mut server = tokio::spawn(server);
+
+    tokio::select! {
+        result = &mut server => {
+            return result.context("server task")?.context("gRPC server failed");
+        }
+        () = shutdown => {}
+    }
+    health
+        .set_not_serving::<FaceServiceServer<FaceServiceImpl>>()
+        .await;
+    let _ = stop_tx.send(());
+    let grace = Duration::from_millis(settings.server.shutdown_grace_ms);
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(result) => result
+            .context("server task")?
+            .context("gRPC server failed")?,
+        Err(_) => {
+            tracing::warn!(
+                grace_ms = settings.server.shutdown_grace_ms,
+                "in-flight requests outlived the grace period"
+            );
+            server.abort();
+        }
+    }
+    tracing::info!("vargid stopped");
+    Ok(())
+}
+
+/// Serves `GET /metrics` in the Prometheus text format; returns the bound address.
+async fn serve_metrics(
+    listen: &str,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding metrics listener {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move { handle.render() }
+        }),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+    Ok(addr)
+}

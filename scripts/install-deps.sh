@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what building and running vargid needs and is not already here:
+#   - Debian packages for building FAISS from source (faiss crate, feature "static");
+#   - the ONNX Runtime shared library, taken from the pinned PyPI `onnxruntime` wheel
+#     and checked by sha256, into .deps/onnxruntime/.
+# Idempotent: a second run only verifies. The Dockerfile's builder stage runs this same script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ORT_VERSION="1.31.1"
+ORT_WHEEL="onnxruntime-${ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
+ORT_WHEEL_SHA256="5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f"
+ORT_DIR=".deps/onnxruntime-${ORT_VERSION}"
+
+APT_PACKAGES=(cmake g++ make libopenblas-dev python3 python3-pip unzip)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: apt packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -f "${ORT_DIR}/libonnxruntime.so.${ORT_VERSION}" ]; then
+  echo "install-deps: ONNX Runtime ${ORT_VERSION} from PyPI"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux_2_28_x86_64 -d "$tmp" "onnxruntime==${ORT_VERSION}"
+  echo "${ORT_WHEEL_SHA256}  $tmp/${ORT_WHEEL}" | sha256sum -c --quiet -
+  mkdir -p "${ORT_DIR}"
+  unzip -q -j -o "$tmp/${ORT_WHEEL}" "onnxruntime/capi/libonnxruntime.so.${ORT_VERSION}" \
+    "onnxruntime/capi/libonnxruntime_providers_shared.so" -d "${ORT_DIR}"
+fi
+ln -sfn "onnxruntime-${ORT_VERSION}" .deps/onnxruntime
+echo "install-deps: ok (ORT_DYLIB_PATH=$(pwd)/.deps/onnxruntime/libonnxruntime.so.${ORT_VERSION})"

@@ -1,0 +1,209 @@
+//! Starts the real `vargid` binary on loopback ports and connects gRPC clients to it.
+#![allow(dead_code)] // each test file uses a different part of this harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use image::{imageops, ImageFormat, RgbImage};
+use tonic::transport::Channel;
+use vargid_proto::v1 as pb;
+use vargid_proto::v1::face_service_client::FaceServiceClient;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `vargid` binary next to this test executable (`make test` builds it first).
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join("vargid");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first (`cargo build --bins`, or `make test`)",
+        bin.display()
+    );
+    bin
+}
+
+/// The LFW images: `VARGID_LFW_DIR`, else `../shared/data/lfw` beside the repository.
+pub fn lfw_dir() -> PathBuf {
+    std::env::var_os("VARGID_LFW_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/data/lfw"))
+}
+
+/// A running server, killed on drop.
+pub struct Server {
+    child: Child,
+    pub grpc: String,
+    pub metrics: Option<String>,
+    pub data_dir: tempfile_dir::TempDir,
+    logs: mpsc::Receiver<String>,
+}
+
+pub mod tempfile_dir {
+    /// A directory removed on drop (no extra crate for one struct).
+    pub struct TempDir(pub std::path::PathBuf);
+    impl TempDir {
+        pub fn new(tag: &str) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let dir =
+                std::env::temp_dir().join(format!("vargid-{tag}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("creating a temporary directory");
+            Self(dir)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Server {
+    /// Starts the binary with the embedded defaults, ports chosen by the OS, a fresh
+    /// data directory, and `env` as extra `VARGID_...` settings.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile_dir::TempDir::new("data");
+        let mut cmd = Command::new(binary());
+        cmd.current_dir(workspace_root())
+            .env("VARGID_SERVER__LISTEN", "127.0.0.1:0")
+            .env("VARGID_METRICS__LISTEN", "127.0.0.1:0")
+            .env("VARGID_GALLERY__DATA_DIR", &data_dir.0)
+            .env("VARGID_LOG__FILTER", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting vargid");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, logs) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[vargid] {line}");
+                if tx.send(line).is_err() {
+                    // Keep draining so the server never blocks on a full pipe.
+                    continue;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            grpc: String::new(),
+            metrics: None,
+            data_dir,
+            logs,
+        };
+        let line = server
+            .wait_for_log("vargid listening", Duration::from_secs(120))
+            .expect("vargid did not start listening");
+        server.grpc = field(&line, "grpc").expect("grpc address in log");
+        server.metrics = field(&line, "metrics").filter(|m| m != "off");
+        server
+    }
+
+    /// The first log line containing `needle`, within `timeout`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.logs.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => continue,
+                Err(_) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!("vargid exited early: {status}");
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.grpc))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connecting to vargid")
+    }
+
+    pub async fn client(&self) -> FaceServiceClient<Channel> {
+        FaceServiceClient::new(self.channel().await)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("waiting for vargid")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `key=value` from a tracing text log line.
+fn field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    let rest = &line[start..];
+    Some(
+        rest.split_whitespace()
+            .next()?
+            .trim_matches('"')
+            .to_string(),
+    )
+}
+
+/// A 112x112 crop around the centre of an LFW photo (deep-funneled LFW keeps the
+/// face roughly centred), as used by these tests until detection lands.
+pub fn lfw_crop(name: &str, number: u32) -> RgbImage {
+    let path = lfw_dir().join(format!("images/{name}/{name}_{number:04}.jpg"));
+    let img = image::open(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .into_rgb8();
+    let (w, h) = img.dimensions();
+    let side = w.min(h) * 2 / 5;
+    let crop = imageops::crop_imm(&img, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    imageops::resize(&crop, 112, 112, imageops::FilterType::Triangle)
+}
+
+pub fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encoding");
+    out.into_inner()
+}
+
+pub fn jpeg_image(img: &RgbImage) -> pb::Image {
+    pb::Image {
+        source: Some(pb::image::Source::Encoded(encode(img, ImageFormat::Jpeg))),
+        ..Default::default()
+    }
+}
+
+pub fn raw_image(img: &RgbImage) -> pb::Image {
+    pb::Image {
+        source: Some(pb::image::Source::Raw(pb::RawImage {
+            width: img.width(),
+            height: img.height(),
+            rgb: img.as_raw().clone(),
+        })),
+        location: pb::FaceLocation::Aligned as i32,
+        ..Default::default()
+    }
+}
