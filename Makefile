@@ -27,6 +27,11 @@ test: deps python-deps
 	$(CARGO) test --workspace
 	$(PY) -m pytest training -q
 
+## Batching benchmark (not a test): raw ONNX Runtime vs the service under load.
+bench: deps
+	$(CARGO) build --bins
+	$(CARGO) run --bin vargid-bench -- batching
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

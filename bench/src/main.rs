@@ -77,42 +77,60 @@ struct RawResult {
     median_ms: f64,
 }
 
-fn raw_onnxruntime(args: &Args, crop: &FaceCrop) -> anyhow::Result<Vec<RawResult>> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let options = EmbedderOptions {
-        intra_op_threads: cores,
-        ..Default::default()
-    };
-    let mut embedder = Embedder::load(&args.model, &options)?;
-    let mut results = Vec::new();
-    let per_size = Duration::from_secs_f64((args.seconds / 2.0).max(2.0));
-    for &batch in &args.batch_sizes {
+/// The model with no server: the same session settings as the server's defaults.
+struct RawModel {
+    embedder: Embedder,
+}
+
+impl RawModel {
+    fn load(model: &Path) -> anyhow::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let options = EmbedderOptions {
+            intra_op_threads: cores,
+            intra_op_spinning: std::env::var("VARGID_MODEL__INTRA_OP_SPINNING")
+                .map_or(true, |v| v != "false"),
+            ..Default::default()
+        };
+        Ok(Self {
+            embedder: Embedder::load(model, &options)?,
+        })
+    }
+
+    /// Runs `batch` copies of `crop` repeatedly for `seconds` (after one warm-up run).
+    fn measure(
+        &mut self,
+        crop: &FaceCrop,
+        batch: usize,
+        seconds: f64,
+    ) -> anyhow::Result<RawResult> {
         let crops: Vec<&FaceCrop> = std::iter::repeat_n(crop, batch).collect();
-        embedder.embed(&crops)?; // warm-up
+        self.embedder.embed(&crops)?;
         let mut times = Vec::new();
         let started = Instant::now();
-        while started.elapsed() < per_size || times.len() < 3 {
+        while started.elapsed().as_secs_f64() < seconds || times.len() < 3 {
             let t = Instant::now();
-            embedder.embed(&crops)?;
+            self.embedder.embed(&crops)?;
             times.push(t.elapsed().as_secs_f64());
         }
         let total: f64 = times.iter().sum();
         times.sort_by(f64::total_cmp);
-        results.push(RawResult {
+        let result = RawResult {
             batch,
             faces_per_s: (batch * times.len()) as f64 / total,
             median_ms: times[times.len() / 2] * 1e3,
-        });
-        eprintln!(
-            "raw batch {batch}: {:.1} faces/s",
-            results.last().map_or(0.0, |r| r.faces_per_s)
-        );
+        };
+        eprintln!("raw batch {batch}: {:.1} faces/s", result.faces_per_s);
+        Ok(result)
     }
-    Ok(results)
 }
 
 struct ServiceResult {
     concurrency: usize,
+    /// Raw best-batch faces/s measured just before and just after this level: this
+    /// machine's speed drifts, so each level is compared with its own bracket.
+    raw_around: f64,
+    mean_batch: f64,
+    mean_inference_ms: f64,
     faces_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -181,6 +199,9 @@ async fn load(
     };
     Ok(ServiceResult {
         concurrency,
+        raw_around: f64::NAN,
+        mean_batch: f64::NAN,
+        mean_inference_ms: f64::NAN,
         faces_per_s: latencies.len() as f64 / seconds,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
@@ -188,12 +209,55 @@ async fn load(
     })
 }
 
+/// `key=value` from a tracing text log line.
+fn log_field(line: &str, key: &str) -> Option<String> {
+    let start = line.find(&format!("{key}="))? + key.len() + 1;
+    line[start..]
+        .split_whitespace()
+        .next()
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+/// Cumulative batching counters from the server's /metrics.
+struct ServerStats {
+    batches: f64,
+    batch_faces: f64,
+    inference_s: f64,
+}
+
+impl ServerStats {
+    async fn scrape(addr: &str) -> anyhow::Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        let value = |series: &str| {
+            body.lines()
+                .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+                .unwrap_or(0.0)
+        };
+        Ok(Self {
+            batches: value("vargid_batch_size_count"),
+            batch_faces: value("vargid_batch_size_sum"),
+            inference_s: value("vargid_inference_duration_seconds_sum"),
+        })
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let jpeg = face_jpeg(&args.face)?;
     let crop = FaceCrop::from_aligned(image::load_from_memory(&jpeg)?.into_rgb8())?;
 
-    let raw = raw_onnxruntime(&args, &crop)?;
+    let mut model = RawModel::load(&args.model)?;
+    let raw = args
+        .batch_sizes
+        .iter()
+        .map(|&b| model.measure(&crop, b, (args.seconds / 2.0).max(2.0)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let best = raw
         .iter()
         .max_by(|a, b| a.faces_per_s.total_cmp(&b.faces_per_s))
@@ -210,7 +274,7 @@ fn main() -> anyhow::Result<()> {
     let service = runtime.block_on(async {
         let mut server = tokio::process::Command::new(&binary)
             .env("VARGID_SERVER__LISTEN", "127.0.0.1:0")
-            .env("VARGID_METRICS__LISTEN", "")
+            .env("VARGID_METRICS__LISTEN", "127.0.0.1:0")
             .env(
                 "VARGID_GALLERY__DATA_DIR",
                 std::env::temp_dir().join("vargid-bench-data"),
@@ -222,26 +286,29 @@ fn main() -> anyhow::Result<()> {
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut lines = BufReader::new(server.stdout.take().context("stdout")?).lines();
-        let addr = loop {
+        let (addr, metrics_addr) = loop {
             let line = lines
                 .next_line()
                 .await?
                 .context("vargid exited before listening")?;
-            if let Some(rest) = line.split("grpc=").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
+            if let (Some(grpc), Some(metrics)) = (log_field(&line, "grpc"), log_field(&line, "metrics")) {
+                break (grpc, metrics);
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let mut results = Vec::new();
         for &c in &args.concurrency {
-            let r = load(&addr, jpeg.clone(), c, args.seconds).await?;
+            let raw_before = model.measure(&crop, best.batch, args.seconds / 3.0)?.faces_per_s;
+            let before = ServerStats::scrape(&metrics_addr).await?;
+            let mut r = load(&addr, jpeg.clone(), c, args.seconds).await?;
+            let after = ServerStats::scrape(&metrics_addr).await?;
+            let raw_after = model.measure(&crop, best.batch, args.seconds / 3.0)?.faces_per_s;
+            r.raw_around = (raw_before + raw_after) / 2.0;
+            r.mean_batch = (after.batch_faces - before.batch_faces) / (after.batches - before.batches);
+            r.mean_inference_ms = 1e3 * (after.inference_s - before.inference_s) / (after.batches - before.batches);
             eprintln!(
-                "service concurrency {c}: {:.1} faces/s p50 {:.1} ms",
-                r.faces_per_s, r.p50_ms
+                "service concurrency {c}: {:.1} faces/s p50 {:.1} ms, mean batch {:.1}, {:.1} ms per batch",
+                r.faces_per_s, r.p50_ms, r.mean_batch, r.mean_inference_ms
             );
             results.push(r);
         }
@@ -264,16 +331,19 @@ fn main() -> anyhow::Result<()> {
         "\nService, `Embed` with one 112x112 JPEG face per request, {} s per level:\n",
         args.seconds
     );
-    println!("| concurrency | faces/s | % of raw best | p50 (ms) | p99 (ms) | errors |\n|---:|---:|---:|---:|---:|---:|");
+    println!("| concurrency | faces/s | raw best-batch faces/s around it | service / raw | p50 (ms) | p99 (ms) | errors | mean batch | inference per batch (ms) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &service {
         println!(
-            "| {} | {:.1} | {:.1}% | {:.2} | {:.2} | {} |",
+            "| {} | {:.1} | {:.1} | {:.1}% | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
             r.concurrency,
             r.faces_per_s,
-            100.0 * r.faces_per_s / best.faces_per_s,
+            r.raw_around,
+            100.0 * r.faces_per_s / r.raw_around,
             r.p50_ms,
             r.p99_ms,
-            r.errors
+            r.errors,
+            r.mean_batch,
+            r.mean_inference_ms
         );
     }
     println!(

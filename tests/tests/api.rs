@@ -36,6 +36,7 @@ async fn enroll_identify_verify_delete_round_trip() {
             image: Some(jpeg_image(&crops[0])),
             top_k: 3,
             threshold: None,
+            ..Default::default()
         })
         .await
         .expect("identify on an empty gallery")
@@ -50,6 +51,7 @@ async fn enroll_identify_verify_delete_round_trip() {
                 images: vec![jpeg_image(crop)],
                 display_name: name.replace('_', " "),
                 metadata: [("source".to_string(), "lfw".to_string())].into(),
+                ..Default::default()
             })
             .await
             .expect("enroll")
@@ -66,6 +68,7 @@ async fn enroll_identify_verify_delete_round_trip() {
                 image: Some(png_image(crop)),
                 top_k: 3,
                 threshold: None,
+                ..Default::default()
             })
             .await
             .expect("identify")
@@ -88,6 +91,7 @@ async fn enroll_identify_verify_delete_round_trip() {
                 PEOPLE[1].0.into(),
             )),
             threshold: None,
+            ..Default::default()
         })
         .await
         .expect("verify against identity")
@@ -98,6 +102,7 @@ async fn enroll_identify_verify_delete_round_trip() {
             probe: Some(raw_image(&crops[0])),
             reference: Some(pb::verify_request::Reference::Image(raw_image(&crops[0]))),
             threshold: Some(0.5),
+            ..Default::default()
         })
         .await
         .expect("verify two images")
@@ -108,6 +113,7 @@ async fn enroll_identify_verify_delete_round_trip() {
     let got = client
         .get_identity(pb::GetIdentityRequest {
             identity_id: PEOPLE[2].0.into(),
+            ..Default::default()
         })
         .await
         .expect("get")
@@ -117,6 +123,7 @@ async fn enroll_identify_verify_delete_round_trip() {
         .list_identities(pb::ListIdentitiesRequest {
             page_size: 2,
             page_token: String::new(),
+            ..Default::default()
         })
         .await
         .expect("list")
@@ -127,6 +134,7 @@ async fn enroll_identify_verify_delete_round_trip() {
         .list_identities(pb::ListIdentitiesRequest {
             page_size: 2,
             page_token: page.next_page_token.clone(),
+            ..Default::default()
         })
         .await
         .expect("list page 2")
@@ -137,6 +145,7 @@ async fn enroll_identify_verify_delete_round_trip() {
     let deleted = client
         .delete_identity(pb::DeleteIdentityRequest {
             identity_id: PEOPLE[0].0.into(),
+            ..Default::default()
         })
         .await
         .expect("delete")
@@ -147,6 +156,7 @@ async fn enroll_identify_verify_delete_round_trip() {
             image: Some(png_image(&crops[0])),
             top_k: 5,
             threshold: None,
+            ..Default::default()
         })
         .await
         .expect("identify after delete")
@@ -159,6 +169,7 @@ async fn enroll_identify_verify_delete_round_trip() {
     let gone = client
         .get_identity(pb::GetIdentityRequest {
             identity_id: PEOPLE[0].0.into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -276,6 +287,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         client
             .get_identity(pb::GetIdentityRequest {
                 identity_id: "x".into(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -363,6 +375,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         client
             .delete_identity(pb::DeleteIdentityRequest {
                 identity_id: "nobody".into(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -374,6 +387,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
                 probe: Some(jpeg_image(&crop)),
                 reference: Some(pb::verify_request::Reference::IdentityId("nobody".into())),
                 threshold: None,
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -385,6 +399,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
                 image: Some(jpeg_image(&crop)),
                 top_k: 100_000,
                 threshold: None,
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,
@@ -395,6 +410,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
             .list_identities(pb::ListIdentitiesRequest {
                 page_size: 10,
                 page_token: "not-a-token".into(),
+                ..Default::default()
             })
             .await,
         Code::InvalidArgument,

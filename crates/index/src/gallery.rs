@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use faiss::index::IndexImpl;
@@ -27,12 +28,14 @@ pub struct IdentityRecord {
     pub created_at_unix_ms: i64,
 }
 
-/// The result of an enrollment.
+/// An identity and templates to put into the gallery.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EnrollOutcome {
-    pub created: bool,
-    pub face_ids: Vec<FaceId>,
-    pub face_count: usize,
+pub struct IdentityEntry {
+    pub identity_id: String,
+    pub display_name: String,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at_unix_ms: i64,
+    pub faces: Vec<(FaceId, Vec<f32>)>,
 }
 
 /// One identity in a search answer.
@@ -58,7 +61,6 @@ pub struct IdentityPage {
 struct Records {
     identities: BTreeMap<String, IdentityRecord>,
     faces: HashMap<FaceId, FaceRecord>,
-    next_face_id: FaceId,
 }
 
 struct FaceRecord {
@@ -118,58 +120,121 @@ impl Gallery {
         self.records().identities.len()
     }
 
-    /// Adds templates to an identity, creating it if new. `display_name` replaces the
-    /// stored name when set; `metadata` keys replace stored values. Atomic: on error
-    /// nothing changed.
-    pub fn enroll(
-        &self,
-        identity_id: &str,
-        display_name: Option<&str>,
-        metadata: BTreeMap<String, String>,
-        embeddings: Vec<Vec<f32>>,
-        now_unix_ms: i64,
-    ) -> Result<EnrollOutcome, IndexError> {
-        for e in &embeddings {
-            self.check_dim(e)?;
+    /// Sets identities (creating those that are new, replacing the name, metadata and
+    /// creation time of the others) and adds their templates under the given ids, in
+    /// one FAISS call. Atomic: on error nothing changed. Used to mirror the durable
+    /// record, which assigns the ids.
+    pub fn put_many(&self, entries: Vec<IdentityEntry>) -> Result<(), IndexError> {
+        for entry in &entries {
+            for (_, e) in &entry.faces {
+                self.check_dim(e)?;
+            }
         }
         let mut records = self.records_mut();
-        let first = records.next_face_id;
-        let face_ids: Vec<FaceId> = (first..first + embeddings.len() as FaceId).collect();
-        let flat: Vec<f32> = embeddings.iter().flatten().copied().collect();
-        let ids: Vec<Idx> = face_ids.iter().map(|&id| Idx::new(id as u64)).collect();
-        self.index().add_with_ids(&flat, &ids)?;
+        let flat: Vec<f32> = entries
+            .iter()
+            .flat_map(|e| e.faces.iter().flat_map(|(_, v)| v.iter().copied()))
+            .collect();
+        let ids: Vec<Idx> = entries
+            .iter()
+            .flat_map(|e| e.faces.iter().map(|(id, _)| Idx::new(*id as u64)))
+            .collect();
+        if !ids.is_empty() {
+            self.index().add_with_ids(&flat, &ids)?;
+        }
+        for entry in entries {
+            let face_ids: Vec<FaceId> = entry.faces.iter().map(|(id, _)| *id).collect();
+            for (id, embedding) in entry.faces {
+                records.faces.insert(
+                    id,
+                    FaceRecord {
+                        identity_id: entry.identity_id.clone(),
+                        embedding,
+                    },
+                );
+            }
+            let identity = records
+                .identities
+                .entry(entry.identity_id.clone())
+                .or_insert_with(|| IdentityRecord {
+                    identity_id: entry.identity_id.clone(),
+                    display_name: String::new(),
+                    metadata: BTreeMap::new(),
+                    face_ids: Vec::new(),
+                    created_at_unix_ms: entry.created_at_unix_ms,
+                });
+            identity.display_name = entry.display_name;
+            identity.metadata = entry.metadata;
+            identity.created_at_unix_ms = entry.created_at_unix_ms;
+            identity.face_ids.extend(face_ids);
+        }
+        Ok(())
+    }
 
-        records.next_face_id = first + face_ids.len() as FaceId;
-        for (id, embedding) in face_ids.iter().zip(embeddings) {
-            records.faces.insert(
-                *id,
-                FaceRecord {
-                    identity_id: identity_id.to_string(),
-                    embedding,
-                },
-            );
+    /// Writes the FAISS index to `path` (a snapshot for fast start).
+    pub fn write_snapshot(&self, path: &Path) -> Result<(), IndexError> {
+        let path_str = path.to_string_lossy();
+        faiss::write_index(&*self.index(), path_str.as_ref())?;
+        Ok(())
+    }
+
+    /// Builds a gallery from a FAISS snapshot and the identities it must hold.
+    /// Returns `Ok(None)` when the snapshot does not hold exactly these templates
+    /// (stale or foreign): the caller then rebuilds with [`Gallery::put_many`].
+    pub fn from_snapshot(
+        dim: usize,
+        description: &str,
+        snapshot: &Path,
+        entries: Vec<IdentityEntry>,
+    ) -> Result<Option<Self>, IndexError> {
+        let path_str = snapshot.to_string_lossy();
+        let index = faiss::read_index(path_str.as_ref())?;
+        let expected: usize = entries.iter().map(|e| e.faces.len()).sum();
+        if index.d() as usize != dim || index.ntotal() as usize != expected {
+            return Ok(None);
         }
-        let created = !records.identities.contains_key(identity_id);
-        let identity = records
-            .identities
-            .entry(identity_id.to_string())
-            .or_insert_with(|| IdentityRecord {
-                identity_id: identity_id.to_string(),
-                display_name: String::new(),
-                metadata: BTreeMap::new(),
-                face_ids: Vec::new(),
-                created_at_unix_ms: now_unix_ms,
-            });
-        if let Some(name) = display_name {
-            identity.display_name = name.to_string();
+        let mut scratch = vec![0.0f32; dim];
+        for (id, _) in entries.iter().flat_map(|e| e.faces.iter()) {
+            // IDMap2 can look up every id; any miss means the snapshot is not ours.
+            if index
+                .reconstruct(Idx::new(*id as u64), &mut scratch)
+                .is_err()
+            {
+                return Ok(None);
+            }
         }
-        identity.metadata.extend(metadata);
-        identity.face_ids.extend_from_slice(&face_ids);
-        Ok(EnrollOutcome {
-            created,
-            face_count: identity.face_ids.len(),
-            face_ids,
-        })
+        let gallery = Self {
+            dim,
+            description: description.to_string(),
+            index: Mutex::new(index),
+            records: RwLock::new(Records::default()),
+        };
+        {
+            let mut records = gallery.records_mut();
+            for entry in entries {
+                let face_ids = entry.faces.iter().map(|(id, _)| *id).collect();
+                for (id, embedding) in entry.faces {
+                    records.faces.insert(
+                        id,
+                        FaceRecord {
+                            identity_id: entry.identity_id.clone(),
+                            embedding,
+                        },
+                    );
+                }
+                records.identities.insert(
+                    entry.identity_id.clone(),
+                    IdentityRecord {
+                        identity_id: entry.identity_id,
+                        display_name: entry.display_name,
+                        metadata: entry.metadata,
+                        face_ids,
+                        created_at_unix_ms: entry.created_at_unix_ms,
+                    },
+                );
+            }
+        }
+        Ok(Some(gallery))
     }
 
     /// The `top_k` identities whose best template is closest to `query`, best first.
@@ -250,7 +315,7 @@ impl Gallery {
 
     /// Removes an identity and its templates from the records and the index.
     /// Returns how many templates were removed.
-    pub fn delete(&self, identity_id: &str) -> Result<usize, IndexError> {
+    pub fn remove(&self, identity_id: &str) -> Result<usize, IndexError> {
         let mut records = self.records_mut();
         let face_ids = records
             .identities
@@ -335,47 +400,46 @@ mod tests {
         v
     }
 
+    fn entry(identity: &str, name: &str, faces: Vec<(FaceId, Vec<f32>)>) -> IdentityEntry {
+        IdentityEntry {
+            identity_id: identity.into(),
+            display_name: name.into(),
+            metadata: BTreeMap::new(),
+            created_at_unix_ms: 0,
+            faces,
+        }
+    }
+
     #[test]
-    fn enroll_identify_verify_delete() {
+    fn put_identify_verify_remove() {
         let g = Gallery::new(8, "IDMap2,Flat").unwrap();
         assert!(g.identify(&unit(8, 0), 3).unwrap().is_empty());
 
-        let a = g
-            .enroll(
-                "alice",
-                Some("Alice"),
-                BTreeMap::new(),
-                vec![unit(8, 0), unit(8, 1)],
-                1,
-            )
+        g.put_many(vec![
+            entry("alice", "Alice", vec![(10, unit(8, 0)), (11, unit(8, 1))]),
+            entry("bob", "", vec![(12, unit(8, 2))]),
+        ])
+        .unwrap();
+        g.put_many(vec![entry("bob", "Bob", vec![(13, unit(8, 3))])])
             .unwrap();
-        assert!(a.created);
-        assert_eq!(a.face_ids, vec![0, 1]);
-        let b = g
-            .enroll("bob", None, BTreeMap::new(), vec![unit(8, 2)], 2)
-            .unwrap();
-        assert_eq!(b.face_ids, vec![2]);
-        let again = g
-            .enroll("bob", None, BTreeMap::new(), vec![unit(8, 3)], 3)
-            .unwrap();
-        assert!(!again.created);
-        assert_eq!(again.face_count, 2);
+        assert_eq!(g.get("bob").unwrap().face_ids, vec![12, 13]);
+        assert_eq!(g.get("bob").unwrap().display_name, "Bob");
 
         let hits = g.identify(&mix(8, 1, 2, 0.8), 5).unwrap();
         assert_eq!(hits.len(), 2, "one candidate per identity: {hits:?}");
         assert_eq!(hits[0].identity_id, "alice");
         assert_eq!(hits[0].display_name, "Alice");
-        assert_eq!(hits[0].face_id, 1);
+        assert_eq!(hits[0].face_id, 11);
         assert!((hits[0].score - 0.8).abs() < 1e-6);
         assert_eq!(hits[1].identity_id, "bob");
 
         let (score, face) = g.verify(&unit(8, 3), "bob").unwrap();
-        assert_eq!(face, 3);
+        assert_eq!(face, 13);
         assert!((score - 1.0).abs() < 1e-6);
 
-        assert_eq!(g.delete("alice").unwrap(), 2);
+        assert_eq!(g.remove("alice").unwrap(), 2);
         assert!(matches!(
-            g.delete("alice"),
+            g.remove("alice"),
             Err(IndexError::IdentityNotFound(_))
         ));
         let hits = g.identify(&unit(8, 0), 5).unwrap();
@@ -387,10 +451,12 @@ mod tests {
     fn top_k_counts_identities_not_templates() {
         let g = Gallery::new(4, "IDMap2,Flat").unwrap();
         // 40 near-identical templates of one identity crowd the nearest hits.
-        let many: Vec<Vec<f32>> = (0..40).map(|_| mix(4, 0, 1, 0.99)).collect();
-        g.enroll("crowd", None, BTreeMap::new(), many, 0).unwrap();
-        g.enroll("other", None, BTreeMap::new(), vec![unit(4, 1)], 0)
-            .unwrap();
+        let many: Vec<(FaceId, Vec<f32>)> = (0..40).map(|i| (i, mix(4, 0, 1, 0.99))).collect();
+        g.put_many(vec![
+            entry("crowd", "", many),
+            entry("other", "", vec![(100, unit(4, 1))]),
+        ])
+        .unwrap();
         let hits = g.identify(&unit(4, 0), 2).unwrap();
         let ids: Vec<&str> = hits.iter().map(|c| c.identity_id.as_str()).collect();
         assert_eq!(ids, ["crowd", "other"]);
@@ -399,18 +465,17 @@ mod tests {
     #[test]
     fn lists_in_pages() {
         let g = Gallery::new(4, "IDMap2,Flat").unwrap();
-        for name in ["c", "a", "b", "d", "e"] {
-            g.enroll(name, None, BTreeMap::new(), vec![unit(4, 0)], 0)
+        for (i, name) in ["c", "a", "b", "d", "e"].into_iter().enumerate() {
+            g.put_many(vec![entry(name, "", vec![(i as FaceId, unit(4, 0))])])
                 .unwrap();
         }
         let p1 = g.list(None, 2);
-        assert_eq!(
-            p1.identities
-                .iter()
-                .map(|r| r.identity_id.as_str())
-                .collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        let ids: Vec<&str> = p1
+            .identities
+            .iter()
+            .map(|r| r.identity_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
         assert_eq!(p1.next_after.as_deref(), Some("b"));
         assert_eq!(p1.total, 5);
         let p3 = g.list(Some("d"), 2);
@@ -419,10 +484,44 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_restore_and_stale_ones_are_refused() {
+        let dir = std::env::temp_dir().join(format!("vargid-index-snap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("g.faiss");
+        let entries = vec![
+            entry("a", "A", vec![(1, unit(4, 0)), (2, unit(4, 1))]),
+            entry("b", "B", vec![(5, unit(4, 2))]),
+        ];
+        let g = Gallery::new(4, "IDMap2,Flat").unwrap();
+        g.put_many(entries.clone()).unwrap();
+        g.write_snapshot(&path).unwrap();
+
+        let restored = Gallery::from_snapshot(4, "IDMap2,Flat", &path, entries.clone())
+            .unwrap()
+            .expect("an up-to-date snapshot is used");
+        assert_eq!(
+            restored.identify(&unit(4, 2), 1).unwrap(),
+            g.identify(&unit(4, 2), 1).unwrap()
+        );
+
+        let mut more = entries.clone();
+        more.push(entry("c", "", vec![(9, unit(4, 3))]));
+        assert!(Gallery::from_snapshot(4, "IDMap2,Flat", &path, more)
+            .unwrap()
+            .is_none());
+        let mut other_ids = entries;
+        other_ids[1].faces[0].0 = 6;
+        assert!(Gallery::from_snapshot(4, "IDMap2,Flat", &path, other_ids)
+            .unwrap()
+            .is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn rejects_wrong_dimensions_and_bad_descriptions() {
         let g = Gallery::new(4, "IDMap2,Flat").unwrap();
         assert!(matches!(
-            g.enroll("x", None, BTreeMap::new(), vec![vec![1.0; 3]], 0),
+            g.put_many(vec![entry("x", "", vec![(0, vec![1.0; 3])])]),
             Err(IndexError::DimensionMismatch {
                 expected: 4,
                 got: 3

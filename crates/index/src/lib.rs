@@ -5,4 +5,4 @@ mod error;
 mod gallery;
 
 pub use error::IndexError;
-pub use gallery::{Candidate, EnrollOutcome, FaceId, Gallery, IdentityPage, IdentityRecord};
+pub use gallery::{Candidate, FaceId, Gallery, IdentityEntry, IdentityPage, IdentityRecord};

@@ -36,8 +36,8 @@ pub struct EmbedderOptions {
     pub execution_provider: ExecutionProvider,
     /// ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per core).
     pub intra_op_threads: usize,
-    /// Whether idle intra-op threads spin. Spinning steals CPU from decoding and the
-    /// gRPC runtime on small machines, so it is off unless asked for.
+    /// Whether idle intra-op threads spin-wait for work (ONNX Runtime's default):
+    /// faster inference, for CPU that other threads could use.
     pub intra_op_spinning: bool,
     /// The ONNX Runtime shared library; `None` reads `ORT_DYLIB_PATH`.
     pub onnxruntime_library: Option<PathBuf>,

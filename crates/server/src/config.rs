@@ -58,6 +58,9 @@ pub struct ModelSettings {
     pub instances: usize,
     /// ONNX Runtime intra-op threads per instance; 0 = cores / instances.
     pub intra_op_threads: usize,
+    /// Whether idle intra-op threads spin-wait for work: faster inference (about
+    /// 10-30% on 2 cores), at the cost of CPU that decoding could use.
+    pub intra_op_spinning: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -136,6 +139,7 @@ impl Default for ModelSettings {
             cuda_device_id: 0,
             instances: 1,
             intra_op_threads: 0,
+            intra_op_spinning: true,
         }
     }
 }
@@ -144,7 +148,7 @@ impl Default for BatchingSettings {
     fn default() -> Self {
         Self {
             max_batch_size: 32,
-            max_queue_delay_ms: 2,
+            max_queue_delay_ms: 5,
             queue_capacity: 256,
             preprocess_threads: 0,
         }

@@ -1,9 +1,11 @@
 //! The vargid server: settings, the batching engine, the face pipeline, the gRPC
 //! service, metrics, logging and shutdown. `main.rs` only parses arguments.
 
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod faces;
+pub mod galleries;
 pub mod grpc;
 pub mod metrics;
 pub mod server;

@@ -7,18 +7,19 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
-use vargid_index::Gallery;
 use vargid_model::{DecodeLimits, Embedder, EmbedderOptions, ExecutionProvider};
 use vargid_proto::v1::face_service_server::FaceServiceServer;
 
 use crate::config::Settings;
 use crate::engine::{Engine, EngineConfig};
 use crate::faces::FacePipeline;
+use crate::galleries::Galleries;
 use crate::grpc::{FaceServiceImpl, ServiceLimits};
 use crate::metrics;
+use vargid_store::ModelTag;
 
 /// How the cores are shared: inference threads, decoding threads, FAISS threads.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +59,7 @@ fn embedder_options(settings: &Settings, budget: ThreadBudget) -> EmbedderOption
             _ => ExecutionProvider::Cpu,
         },
         intra_op_threads: budget.intra_op_per_instance,
-        intra_op_spinning: false,
+        intra_op_spinning: m.intra_op_spinning,
         onnxruntime_library: onnxruntime_library(&m.onnxruntime_library),
     }
 }
@@ -120,10 +121,34 @@ pub async fn run(
             settings.gallery.data_dir.display()
         )
     })?;
-    let gallery = Arc::new(
-        Gallery::new(info.embedding_size, &settings.gallery.index)
-            .context("creating the gallery index")?,
+    let galleries = Arc::new(
+        Galleries::open(
+            &settings.gallery.data_dir,
+            ModelTag {
+                name: info.name.clone(),
+                version: info.version.clone(),
+                embedding_size: info.embedding_size,
+            },
+            &settings.gallery.index,
+            settings.gallery.match_threshold,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "opening the galleries in {}",
+                settings.gallery.data_dir.display()
+            )
+        })?,
     );
+    for g in galleries.list() {
+        tracing::info!(
+            gallery = %g.record.name,
+            index = %g.record.index,
+            identities = g.index.identity_count(),
+            faces = g.index.face_count(),
+            "gallery ready"
+        );
+    }
 
     let metrics_handle = match metrics::install(settings.batching.max_batch_size) {
         Ok(handle) => Some(handle),
@@ -154,10 +179,11 @@ pub async fn run(
     let pipeline = FacePipeline::new(engine, limits, budget.preprocess);
     let service = FaceServiceImpl::new(
         pipeline,
-        gallery,
+        galleries.clone(),
         ServiceLimits {
             max_images_per_request: settings.limits.max_images_per_request,
             max_top_k: settings.limits.max_top_k,
+            default_index: settings.gallery.index.clone(),
             match_threshold: settings.gallery.match_threshold,
         },
     );
@@ -189,6 +215,11 @@ pub async fn run(
         "vargid listening"
     );
 
+    // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small responses
+    // back for ~40 ms: more than an inference takes.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .timeout(Duration::from_millis(settings.server.request_timeout_ms))
@@ -206,7 +237,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(face_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = stop_rx.await;
         });
     let mut server = tokio::spawn(server);
@@ -234,6 +265,8 @@ pub async fn run(
             server.abort();
         }
     }
+    // No request runs any more: the indexes match the record, so snapshot them.
+    galleries.write_snapshots();
     tracing::info!("vargid stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Model instances: one OS thread per ONNX Runtime session, so inference never runs
 //! on (or blocks) the async runtime's workers.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -18,20 +19,26 @@ pub(super) struct Batch {
 }
 
 /// Starts the instance threads; returns where to send batches.
-pub(super) fn spawn(embedders: Vec<Embedder>) -> SyncSender<Batch> {
+/// `answered` counts the callers answered by each finished batch, for the batcher.
+pub(super) fn spawn(embedders: Vec<Embedder>, answered: Arc<AtomicUsize>) -> SyncSender<Batch> {
     let (tx, rx) = sync_channel::<Batch>(embedders.len());
     let rx = Arc::new(Mutex::new(rx));
     for (i, embedder) in embedders.into_iter().enumerate() {
         let rx = rx.clone();
+        let answered = answered.clone();
         std::thread::Builder::new()
             .name(format!("vargid-model-{i}"))
-            .spawn(move || run_instance(embedder, rx))
+            .spawn(move || run_instance(embedder, rx, answered))
             .expect("spawning a model thread at start-up");
     }
     tx
 }
 
-fn run_instance(mut embedder: Embedder, batches: Arc<Mutex<Receiver<Batch>>>) {
+fn run_instance(
+    mut embedder: Embedder,
+    batches: Arc<Mutex<Receiver<Batch>>>,
+    answered: Arc<AtomicUsize>,
+) {
     loop {
         let next = batches.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(Batch { mut jobs, instance }) = next else {
@@ -53,6 +60,7 @@ fn run_instance(mut embedder: Embedder, batches: Arc<Mutex<Receiver<Batch>>>) {
         let result = embedder.embed(&crops);
         metrics::batch_done(jobs.len(), started.elapsed());
         // The instance is free: the batcher may form the next batch while we reply.
+        answered.fetch_add(jobs.len(), Ordering::AcqRel);
         drop(instance);
         match result {
             Ok(embeddings) => {

@@ -1,6 +1,6 @@
 //! Batch formation: owns the receiving end of the queue.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
@@ -13,30 +13,48 @@ use crate::metrics;
 
 /// Forms batches until the queue closes. A batch starts when a model instance is free
 /// and takes every waiting face up to `max_batch_size`. It waits up to
-/// `max_queue_delay` for more only while faces are known to be on their way (being
-/// decoded), so a lone request on an idle server runs at once.
+/// `max_queue_delay` for more only while more are known or expected to be on their way:
+/// faces being decoded, or the callers the last batch just answered, who under
+/// closed-loop load send again within a few milliseconds (without that wait, callers
+/// split into cohorts that alternate in half-size batches). A lone request on an idle
+/// server runs at once.
 pub(super) async fn run(
     mut queue: mpsc::Receiver<Job>,
     free_instances: Arc<Semaphore>,
     batches: SyncSender<Batch>,
     incoming: Arc<Incoming>,
+    answered: Arc<AtomicUsize>,
     config: EngineConfig,
 ) {
     let max = config.max_batch_size;
+    let delay = config.max_queue_delay;
     loop {
         let Ok(instance) = free_instances.clone().acquire_owned().await else {
             return;
         };
+        let freed_at = Instant::now();
+        let just_answered = answered.swap(0, Ordering::AcqRel);
+        let backlog = queue.len();
         let Some(first) = queue.recv().await else {
             return;
         };
+        let first_at = Instant::now();
         let mut jobs = Vec::with_capacity(max);
         admit(first, &mut jobs);
         drain(&mut queue, &mut jobs, max);
 
-        if jobs.len() < max && !config.max_queue_delay.is_zero() {
-            let until = Instant::now() + config.max_queue_delay;
-            while jobs.len() < max && incoming.0.load(Ordering::Acquire) > 0 {
+        // Callers answered long before this request came are not about to return.
+        let returning = if first_at - freed_at <= delay {
+            just_answered
+        } else {
+            0
+        };
+        let expected = max.min(backlog + returning);
+        if jobs.len() < max && !delay.is_zero() {
+            let until = first_at + delay;
+            while jobs.len() < max
+                && (jobs.len() < expected || incoming.0.load(Ordering::Acquire) > 0)
+            {
                 match tokio::time::timeout_at(until, queue.recv()).await {
                     Ok(Some(job)) => {
                         admit(job, &mut jobs);

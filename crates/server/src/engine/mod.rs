@@ -86,12 +86,14 @@ impl Engine {
         let incoming = Arc::new(Incoming::default());
         // One permit per model instance: a batch is formed only when one is free.
         let free_instances = Arc::new(Semaphore::new(embedders.len()));
-        let batches = backend::spawn(embedders);
+        let answered = Arc::new(AtomicUsize::new(0));
+        let batches = backend::spawn(embedders, answered.clone());
         tokio::spawn(batcher::run(
             queue_rx,
             free_instances,
             batches,
             incoming.clone(),
+            answered,
             config.clone(),
         ));
         Self {

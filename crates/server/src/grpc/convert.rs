@@ -7,6 +7,8 @@ use vargid_index::IdentityRecord;
 use vargid_proto::v1 as pb;
 
 use crate::faces::{FaceBox, ImageInput, ImageSource, Location};
+use crate::galleries::LiveGallery;
+use vargid_store::{FaceRow, IdentityRow, ModelTag};
 
 const MAX_IDENTITY_ID_BYTES: usize = 256;
 
@@ -115,6 +117,108 @@ pub fn next_page_token(after: Option<String>) -> String {
     after
         .map(|id| id.bytes().map(|b| format!("{b:02x}")).collect())
         .unwrap_or_default()
+}
+
+/// A page size: 0 means 100, at most 1000.
+pub fn page_size(requested: u32) -> Result<usize, Status> {
+    match requested {
+        0 => Ok(100),
+        n if n > 1000 => Err(Status::invalid_argument(format!(
+            "page_size: {n}, at most 1000"
+        ))),
+        n => Ok(n as usize),
+    }
+}
+
+pub fn model_tag(m: &ModelTag) -> pb::ModelTag {
+    pb::ModelTag {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        embedding_size: u32::try_from(m.embedding_size).unwrap_or(u32::MAX),
+    }
+}
+
+pub fn gallery_info(g: &LiveGallery) -> pb::GalleryInfo {
+    pb::GalleryInfo {
+        name: g.record.name.clone(),
+        index: g.record.index.clone(),
+        match_threshold: g.record.match_threshold,
+        model: Some(model_tag(&g.record.model)),
+        face_count: g.index.face_count() as u64,
+        identity_count: g.index.identity_count() as u64,
+        created_at_unix_ms: g.record.created_at_unix_ms,
+    }
+}
+
+pub fn exported_identity((row, faces): (IdentityRow, Vec<FaceRow>)) -> pb::ExportedIdentity {
+    pb::ExportedIdentity {
+        identity: Some(pb::Identity {
+            identity_id: row.identity_id,
+            display_name: row.display_name,
+            metadata: row.metadata.into_iter().collect(),
+            face_ids: faces.iter().map(|f| f.face_id).collect(),
+            created_at_unix_ms: row.created_at_unix_ms,
+        }),
+        templates: faces
+            .into_iter()
+            .map(|f| pb::Template {
+                face_id: f.face_id,
+                embedding: f.embedding,
+            })
+            .collect(),
+    }
+}
+
+/// Imported identities, checked: valid ids, templates of `dim` finite values, at most
+/// `max_templates` in all.
+pub fn imported_identities(
+    identities: Vec<pb::ExportedIdentity>,
+    dim: usize,
+    max_templates: usize,
+) -> Result<Vec<(IdentityRow, Vec<Vec<f32>>)>, Status> {
+    let total: usize = identities.iter().map(|i| i.templates.len()).sum();
+    if total > max_templates {
+        return Err(Status::invalid_argument(format!(
+            "identities: {total} templates, at most {max_templates} per request"
+        )));
+    }
+    identities
+        .into_iter()
+        .enumerate()
+        .map(|(i, exported)| {
+            let field = format!("identities[{i}]");
+            let identity = exported
+                .identity
+                .ok_or_else(|| Status::invalid_argument(format!("{field}.identity: required")))?;
+            identity_id(
+                &format!("{field}.identity.identity_id"),
+                &identity.identity_id,
+            )?;
+            let templates = exported
+                .templates
+                .into_iter()
+                .enumerate()
+                .map(|(j, t)| {
+                    if t.embedding.len() != dim || !t.embedding.iter().all(|x| x.is_finite()) {
+                        return Err(Status::invalid_argument(format!(
+                            "{field}.templates[{j}]: need {dim} finite values, got {}",
+                            t.embedding.len()
+                        )));
+                    }
+                    Ok(t.embedding)
+                })
+                .collect::<Result<Vec<_>, Status>>()?;
+            Ok((
+                IdentityRow {
+                    identity_id: identity.identity_id,
+                    display_name: identity.display_name,
+                    metadata: identity.metadata.into_iter().collect(),
+                    created_at_unix_ms: identity.created_at_unix_ms,
+                },
+                templates,
+            ))
+        })
+        .collect()
 }
 
 pub fn face(face: &FaceBox) -> pb::Face {

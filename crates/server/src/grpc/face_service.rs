@@ -3,15 +3,17 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tonic::{Request, Response, Status};
-use vargid_index::Gallery;
 use vargid_proto::v1 as pb;
 use vargid_proto::v1::face_service_server::FaceService;
+use vargid_store::{Applied, Change};
 
 use super::{convert, status};
+use crate::clock::now_unix_ms;
 use crate::faces::{EmbeddedFace, FacePipeline};
+use crate::galleries::{Galleries, LiveGallery};
 use crate::metrics;
 
 /// Settings the handlers need.
@@ -19,23 +21,33 @@ use crate::metrics;
 pub struct ServiceLimits {
     pub max_images_per_request: usize,
     pub max_top_k: usize,
+    /// Default index and threshold of galleries created without them.
+    pub default_index: String,
     pub match_threshold: f32,
 }
 
+/// Most templates one ImportGallery request may carry.
+const MAX_IMPORT_TEMPLATES: usize = 10_000;
+
 pub struct FaceServiceImpl {
     pipeline: FacePipeline,
-    gallery: Arc<Gallery>,
+    galleries: Arc<Galleries>,
     limits: ServiceLimits,
 }
 
 impl FaceServiceImpl {
-    pub fn new(pipeline: FacePipeline, gallery: Arc<Gallery>, limits: ServiceLimits) -> Self {
-        metrics::gallery_size(gallery.face_count(), gallery.identity_count());
-        Self {
+    pub fn new(pipeline: FacePipeline, galleries: Arc<Galleries>, limits: ServiceLimits) -> Self {
+        let service = Self {
             pipeline,
-            gallery,
+            galleries,
             limits,
-        }
+        };
+        service.record_gallery_size();
+        service
+    }
+
+    fn gallery(&self, name: &str) -> Result<Arc<LiveGallery>, Status> {
+        self.galleries.get(name).map_err(status::gallery)
     }
 
     /// The single face of an image that must hold exactly one.
@@ -53,8 +65,16 @@ impl FaceServiceImpl {
         exactly_one(field, faces.into_iter().next().unwrap_or_default())
     }
 
+    /// Templates and identities over all galleries.
+    fn totals(&self) -> (usize, usize) {
+        self.galleries.list().iter().fold((0, 0), |(f, i), g| {
+            (f + g.index.face_count(), i + g.index.identity_count())
+        })
+    }
+
     fn record_gallery_size(&self) {
-        metrics::gallery_size(self.gallery.face_count(), self.gallery.identity_count());
+        let (faces, identities) = self.totals();
+        metrics::gallery_size(faces, identities);
     }
 }
 
@@ -85,12 +105,6 @@ async fn observed<T>(
     result.map(Response::new)
 }
 
-fn now_unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 #[tonic::async_trait]
 impl FaceService for FaceServiceImpl {
     async fn enroll(
@@ -100,6 +114,8 @@ impl FaceService for FaceServiceImpl {
         observed("Enroll", async {
             let req = request.into_inner();
             let identity_id = convert::identity_id("identity_id", &req.identity_id)?;
+            // Refuse an unknown gallery before spending inference.
+            let gallery = self.gallery(&req.gallery)?;
             let inputs = convert::images("images", req.images, self.limits.max_images_per_request)?;
             let per_image = self
                 .pipeline
@@ -111,29 +127,34 @@ impl FaceService for FaceServiceImpl {
                 .enumerate()
                 .map(|(i, faces)| exactly_one(&format!("images[{i}]"), faces).map(|f| f.embedding))
                 .collect::<Result<Vec<_>, Status>>()?;
-            let display_name = (!req.display_name.is_empty()).then_some(req.display_name.as_str());
-            let outcome = self
-                .gallery
-                .enroll(
-                    identity_id,
-                    display_name,
-                    convert::metadata(req.metadata),
+            let applied = self
+                .galleries
+                .apply(Change::Enroll {
+                    gallery: gallery.record.name.clone(),
+                    identity_id: identity_id.to_string(),
+                    display_name: (!req.display_name.is_empty()).then_some(req.display_name),
+                    metadata: convert::metadata(req.metadata),
                     embeddings,
-                    now_unix_ms(),
-                )
-                .map_err(status::index)?;
+                    at_unix_ms: now_unix_ms(),
+                })
+                .await
+                .map_err(status::gallery)?;
+            let Applied::Enrolled {
+                created,
+                faces,
+                face_count,
+                ..
+            } = applied
+            else {
+                return Err(Status::internal("the store answered an enrollment with another change"));
+            };
             self.record_gallery_size();
-            tracing::info!(
-                identity_id,
-                faces = outcome.face_ids.len(),
-                created = outcome.created,
-                "enrolled"
-            );
+            tracing::info!(gallery = %gallery.record.name, identity_id, faces = faces.len(), created, "enrolled");
             Ok(pb::EnrollResponse {
                 identity_id: identity_id.to_string(),
-                created: outcome.created,
-                face_ids: outcome.face_ids,
-                face_count: u32::try_from(outcome.face_count).unwrap_or(u32::MAX),
+                created,
+                face_ids: faces.iter().map(|f| f.face_id).collect(),
+                face_count: u32::try_from(face_count).unwrap_or(u32::MAX),
             })
         })
         .await
@@ -155,8 +176,9 @@ impl FaceService for FaceServiceImpl {
                 }
                 k => k,
             };
+            let gallery = self.gallery(&req.gallery)?;
             let threshold =
-                convert::threshold("threshold", req.threshold, self.limits.match_threshold)?;
+                convert::threshold("threshold", req.threshold, gallery.record.match_threshold)?;
             let input = convert::image("image", req.image)?;
             let faces = self
                 .pipeline
@@ -168,8 +190,8 @@ impl FaceService for FaceServiceImpl {
                 .unwrap_or_default();
             let mut out = Vec::with_capacity(faces.len());
             for found in faces {
-                let candidates = self
-                    .gallery
+                let candidates = gallery
+                    .index
                     .identify(&found.embedding, top_k)
                     .map_err(status::index)?
                     .into_iter()
@@ -200,17 +222,19 @@ impl FaceService for FaceServiceImpl {
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         observed("Verify", async {
             let req = request.into_inner();
+            let gallery = self.gallery(&req.gallery)?;
             let threshold =
-                convert::threshold("threshold", req.threshold, self.limits.match_threshold)?;
+                convert::threshold("threshold", req.threshold, gallery.record.match_threshold)?;
             let score = match req.reference {
                 Some(pb::verify_request::Reference::IdentityId(id)) => {
                     let id = convert::identity_id("identity_id", &id)?;
                     // Refuse an unknown identity before spending inference on the probe.
-                    if self.gallery.get(id).is_none() {
+                    if gallery.index.get(id).is_none() {
                         return Err(Status::not_found(format!("identity {id:?} not found")));
                     }
                     let probe = self.one_face("probe", req.probe).await?;
-                    self.gallery
+                    gallery
+                        .index
                         .verify(&probe.embedding, id)
                         .map_err(status::index)?
                         .0
@@ -287,9 +311,21 @@ impl FaceService for FaceServiceImpl {
         observed("DeleteIdentity", async {
             let req = request.into_inner();
             let id = convert::identity_id("identity_id", &req.identity_id)?;
-            let deleted = self.gallery.delete(id).map_err(status::index)?;
+            let gallery = self.gallery(&req.gallery)?;
+            let applied = self
+                .galleries
+                .apply(Change::DeleteIdentity {
+                    gallery: gallery.record.name.clone(),
+                    identity_id: id.to_string(),
+                })
+                .await
+                .map_err(status::gallery)?;
+            let deleted = match applied {
+                Applied::Deleted { face_ids, .. } => face_ids.len(),
+                _ => return Err(Status::internal("the store answered a deletion with another change")),
+            };
             self.record_gallery_size();
-            tracing::info!(identity_id = id, faces = deleted, "deleted");
+            tracing::info!(gallery = %gallery.record.name, identity_id = id, faces = deleted, "deleted");
             Ok(pb::DeleteIdentityResponse {
                 deleted_faces: u32::try_from(deleted).unwrap_or(u32::MAX),
             })
@@ -304,7 +340,8 @@ impl FaceService for FaceServiceImpl {
         observed("GetIdentity", async {
             let req = request.into_inner();
             let id = convert::identity_id("identity_id", &req.identity_id)?;
-            self.gallery
+            self.gallery(&req.gallery)?
+                .index
                 .get(id)
                 .map(convert::identity)
                 .ok_or_else(|| Status::not_found(format!("identity {id:?} not found")))
@@ -318,17 +355,12 @@ impl FaceService for FaceServiceImpl {
     ) -> Result<Response<pb::ListIdentitiesResponse>, Status> {
         observed("ListIdentities", async {
             let req = request.into_inner();
-            let page_size = match req.page_size {
-                0 => 100,
-                n if n > 1000 => {
-                    return Err(Status::invalid_argument(format!(
-                        "page_size: {n}, at most 1000"
-                    )))
-                }
-                n => n as usize,
-            };
+            let page_size = convert::page_size(req.page_size)?;
             let after = convert::page_token(&req.page_token)?;
-            let page = self.gallery.list(after.as_deref(), page_size);
+            let page = self
+                .gallery(&req.gallery)?
+                .index
+                .list(after.as_deref(), page_size);
             Ok(pb::ListIdentitiesResponse {
                 identities: page.identities.into_iter().map(convert::identity).collect(),
                 next_page_token: convert::next_page_token(page.next_after),
@@ -344,17 +376,158 @@ impl FaceService for FaceServiceImpl {
     ) -> Result<Response<pb::ServiceInfo>, Status> {
         observed("GetServiceInfo", async {
             let info = self.pipeline.engine().model_info();
+            let (faces, identities) = self.totals();
             Ok(pb::ServiceInfo {
                 model_name: info.name.clone(),
                 model_version: info.version.clone(),
                 embedding_size: u32::try_from(info.embedding_size).unwrap_or(u32::MAX),
                 execution_provider: info.execution_provider.to_string(),
-                gallery_size: self.gallery.face_count() as u64,
-                identity_count: self.gallery.identity_count() as u64,
+                gallery_size: faces as u64,
+                identity_count: identities as u64,
                 match_threshold: self.limits.match_threshold,
                 server_version: env!("CARGO_PKG_VERSION").to_string(),
                 max_batch_size: u32::try_from(self.pipeline.engine().max_batch_size())
                     .unwrap_or(u32::MAX),
+            })
+        })
+        .await
+    }
+
+    async fn create_gallery(
+        &self,
+        request: Request<pb::CreateGalleryRequest>,
+    ) -> Result<Response<pb::GalleryInfo>, Status> {
+        observed("CreateGallery", async {
+            let req = request.into_inner();
+            let index = if req.index.is_empty() {
+                self.limits.default_index.clone()
+            } else {
+                req.index
+            };
+            let threshold = convert::threshold(
+                "match_threshold",
+                req.match_threshold,
+                self.limits.match_threshold,
+            )?;
+            let live = self
+                .galleries
+                .create(&req.name, &index, threshold)
+                .await
+                .map_err(status::gallery)?;
+            tracing::info!(gallery = %req.name, index = %index, "gallery created");
+            Ok(convert::gallery_info(&live))
+        })
+        .await
+    }
+
+    async fn list_galleries(
+        &self,
+        _request: Request<pb::ListGalleriesRequest>,
+    ) -> Result<Response<pb::ListGalleriesResponse>, Status> {
+        observed("ListGalleries", async {
+            Ok(pb::ListGalleriesResponse {
+                galleries: self
+                    .galleries
+                    .list()
+                    .iter()
+                    .map(|g| convert::gallery_info(g))
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn drop_gallery(
+        &self,
+        request: Request<pb::DropGalleryRequest>,
+    ) -> Result<Response<pb::DropGalleryResponse>, Status> {
+        observed("DropGallery", async {
+            let req = request.into_inner();
+            self.galleries
+                .drop_gallery(&req.name)
+                .await
+                .map_err(status::gallery)?;
+            self.record_gallery_size();
+            tracing::info!(gallery = %req.name, "gallery dropped");
+            Ok(pb::DropGalleryResponse {})
+        })
+        .await
+    }
+
+    async fn export_gallery(
+        &self,
+        request: Request<pb::ExportGalleryRequest>,
+    ) -> Result<Response<pb::ExportGalleryResponse>, Status> {
+        observed("ExportGallery", async {
+            let req = request.into_inner();
+            let page_size = convert::page_size(req.page_size)?;
+            let after = convert::page_token(&req.page_token)?;
+            let gallery = self.gallery(&req.gallery)?;
+            // One more than asked tells whether another page follows.
+            let mut rows = self
+                .galleries
+                .store()
+                .export_page(&gallery.record.name, after.as_deref(), page_size + 1)
+                .map_err(status::store)?;
+            let more = rows.len() > page_size;
+            rows.truncate(page_size);
+            let next = more
+                .then(|| rows.last().map(|(i, _)| i.identity_id.clone()))
+                .flatten();
+            Ok(pb::ExportGalleryResponse {
+                model: Some(convert::model_tag(&gallery.record.model)),
+                identities: rows.into_iter().map(convert::exported_identity).collect(),
+                next_page_token: convert::next_page_token(next),
+            })
+        })
+        .await
+    }
+
+    async fn import_gallery(
+        &self,
+        request: Request<pb::ImportGalleryRequest>,
+    ) -> Result<Response<pb::ImportGalleryResponse>, Status> {
+        observed("ImportGallery", async {
+            let req = request.into_inner();
+            let gallery = self.gallery(&req.gallery)?;
+            let model = req.model.ok_or_else(|| {
+                Status::invalid_argument("model: required (as ExportGalleryResponse.model)")
+            })?;
+            let stored = &gallery.record.model;
+            if model.name != stored.name
+                || model.version != stored.version
+                || model.embedding_size as usize != stored.embedding_size
+            {
+                return Err(Status::failed_precondition(format!(
+                    "model: templates of {} {} ({}-d) cannot join gallery {:?} of {} {} ({}-d)",
+                    model.name,
+                    model.version,
+                    model.embedding_size,
+                    gallery.record.name,
+                    stored.name,
+                    stored.version,
+                    stored.embedding_size
+                )));
+            }
+            let identities = convert::imported_identities(
+                req.identities,
+                stored.embedding_size,
+                MAX_IMPORT_TEMPLATES,
+            )?;
+            let faces: usize = identities.iter().map(|(_, t)| t.len()).sum();
+            let count = identities.len();
+            self.galleries
+                .apply(Change::Import {
+                    gallery: gallery.record.name.clone(),
+                    identities,
+                })
+                .await
+                .map_err(status::gallery)?;
+            self.record_gallery_size();
+            tracing::info!(gallery = %gallery.record.name, identities = count, faces, "imported");
+            Ok(pb::ImportGalleryResponse {
+                identities: count as u64,
+                faces: faces as u64,
             })
         })
         .await

@@ -2,9 +2,11 @@
 
 use tonic::Status;
 use vargid_index::IndexError;
+use vargid_store::StoreError;
 
 use crate::engine::EngineError;
 use crate::faces::{ImageFault, PipelineError};
+use crate::galleries::GalleryError;
 
 /// `field(i)` names the request field holding image `i`, e.g. `images[2]`.
 pub fn pipeline(err: PipelineError, field: impl Fn(usize) -> String) -> Status {
@@ -35,6 +37,34 @@ pub fn index(err: IndexError) -> Status {
         IndexError::InvalidIndex { .. } | IndexError::Faiss(_) => {
             tracing::error!(error = %err, "gallery failure");
             Status::internal(format!("gallery failure: {err}"))
+        }
+    }
+}
+
+pub fn gallery(err: GalleryError) -> Status {
+    match err {
+        GalleryError::NotFound(_) => Status::not_found(err.to_string()),
+        GalleryError::ModelMismatch { .. } => Status::failed_precondition(err.to_string()),
+        GalleryError::InvalidName(_) => Status::invalid_argument(err.to_string()),
+        GalleryError::Index(IndexError::InvalidIndex { .. }) => {
+            Status::invalid_argument(err.to_string())
+        }
+        GalleryError::Index(e) => index(e),
+        GalleryError::Store(e) => store(e),
+    }
+}
+
+pub fn store(err: StoreError) -> Status {
+    match err {
+        StoreError::GalleryNotFound(_) | StoreError::IdentityNotFound(_) => {
+            Status::not_found(err.to_string())
+        }
+        StoreError::GalleryExists(_) => Status::already_exists(err.to_string()),
+        StoreError::DimensionMismatch { .. } => Status::failed_precondition(err.to_string()),
+        StoreError::Stopped => Status::unavailable(err.to_string()),
+        StoreError::Database(_) | StoreError::Corrupt(_) => {
+            tracing::error!(error = %err, "store failure");
+            Status::internal(format!("storage failure: {err}"))
         }
     }
 }

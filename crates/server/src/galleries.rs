@@ -1,0 +1,345 @@
+//! Named galleries: the durable record (`vargid-store`) is the source of truth, and
+//! each gallery's FAISS index (`vargid-index`) is derived from it: loaded from a
+//! snapshot when that is up to date, rebuilt from the record otherwise, and kept in
+//! step by the store's commit hook, in commit order.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use vargid_index::{Gallery, IdentityEntry};
+use vargid_store::{
+    Applied, Change, FaceRow, GalleryContents, GalleryRecord, IdentityRow, ModelTag, Store,
+    StoreError,
+};
+
+/// The gallery used when a request names none.
+pub const DEFAULT_GALLERY: &str = "default";
+
+/// One gallery: its record and its live index.
+pub struct LiveGallery {
+    pub record: GalleryRecord,
+    pub index: Gallery,
+}
+
+type GalleryMap = Arc<RwLock<HashMap<String, Arc<LiveGallery>>>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GalleryError {
+    #[error("gallery {0:?} not found")]
+    NotFound(String),
+    #[error(
+        "gallery {gallery:?} holds templates of model {stored}; this server runs {running}: \
+         its embeddings are not comparable (see docs/galleries.md, moving to a new model)"
+    )]
+    ModelMismatch {
+        gallery: String,
+        stored: String,
+        running: String,
+    },
+    #[error("invalid gallery name {0:?}: use 1 to 64 letters, digits, '-' or '_'")]
+    InvalidName(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] vargid_index::IndexError),
+}
+
+pub struct Galleries {
+    map: GalleryMap,
+    store: Store,
+    model: ModelTag,
+    snapshots: PathBuf,
+}
+
+impl Galleries {
+    /// Opens the record under `data_dir`, builds every gallery's index, and creates
+    /// the default gallery if it is missing.
+    pub async fn open(
+        data_dir: &Path,
+        model: ModelTag,
+        default_index: &str,
+        default_threshold: f32,
+    ) -> Result<Self, GalleryError> {
+        let map: GalleryMap = Arc::default();
+        let hook_map = map.clone();
+        let store = Store::open(
+            &data_dir.join("galleries.sqlite3"),
+            Box::new(move |applied| apply_to_indexes(&hook_map, applied)),
+        )?;
+        let snapshots = data_dir.join("index");
+        std::fs::create_dir_all(&snapshots)
+            .map_err(|e| StoreError::Database(format!("creating {}: {e}", snapshots.display())))?;
+        for record in store.galleries()? {
+            let contents = store.load(&record.name)?;
+            let live = build_index(contents, &snapshots)?;
+            map.write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(record.name.clone(), Arc::new(live));
+        }
+        let galleries = Self {
+            map,
+            store,
+            model,
+            snapshots,
+        };
+        if galleries.find(DEFAULT_GALLERY).is_none() {
+            galleries
+                .create(DEFAULT_GALLERY, default_index, default_threshold)
+                .await?;
+        }
+        Ok(galleries)
+    }
+
+    pub fn model(&self) -> &ModelTag {
+        &self.model
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn find(&self, name: &str) -> Option<Arc<LiveGallery>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// A gallery by name ("" is the default), usable with this server's model.
+    pub fn get(&self, name: &str) -> Result<Arc<LiveGallery>, GalleryError> {
+        let name = if name.is_empty() {
+            DEFAULT_GALLERY
+        } else {
+            name
+        };
+        let live = self
+            .find(name)
+            .ok_or_else(|| GalleryError::NotFound(name.into()))?;
+        if live.record.model != self.model {
+            return Err(GalleryError::ModelMismatch {
+                gallery: name.into(),
+                stored: describe(&live.record.model),
+                running: describe(&self.model),
+            });
+        }
+        Ok(live)
+    }
+
+    /// Every gallery, by name.
+    pub fn list(&self) -> Vec<Arc<LiveGallery>> {
+        let mut all: Vec<_> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        all
+    }
+
+    pub async fn create(
+        &self,
+        name: &str,
+        index: &str,
+        threshold: f32,
+    ) -> Result<Arc<LiveGallery>, GalleryError> {
+        check_name(name)?;
+        // Refuse a bad index description before anything is recorded.
+        Gallery::new(self.model.embedding_size, index)?;
+        let record = GalleryRecord {
+            name: name.into(),
+            index: index.into(),
+            match_threshold: threshold,
+            model: self.model.clone(),
+            created_at_unix_ms: crate::clock::now_unix_ms(),
+            seq: 0,
+        };
+        self.store.apply(Change::CreateGallery(record)).await?;
+        self.find(name)
+            .ok_or_else(|| GalleryError::NotFound(name.into()))
+    }
+
+    pub async fn drop_gallery(&self, name: &str) -> Result<(), GalleryError> {
+        self.store
+            .apply(Change::DropGallery { name: name.into() })
+            .await?;
+        let _ = std::fs::remove_file(snapshot_path(&self.snapshots, name));
+        Ok(())
+    }
+
+    /// Applies a change durably; the index reflects it when this returns.
+    pub async fn apply(&self, change: Change) -> Result<Applied, GalleryError> {
+        Ok(self.store.apply(change).await?)
+    }
+
+    /// Writes every index's snapshot (on clean shutdown), so the next start skips
+    /// rebuilding. A snapshot names the record sequence it reflects.
+    pub fn write_snapshots(&self) {
+        for live in self.list() {
+            let Ok(Some(current)) = self.store.gallery(&live.record.name) else {
+                continue;
+            };
+            let path = snapshot_path(&self.snapshots, &live.record.name);
+            let tmp = path.with_extension("faiss.tmp");
+            let result = live
+                .index
+                .write_snapshot(&tmp)
+                .map_err(|e| e.to_string())
+                .and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()))
+                .and_then(|()| {
+                    std::fs::write(path.with_extension("seq"), current.seq.to_string())
+                        .map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(()) => {
+                    tracing::info!(gallery = %live.record.name, seq = current.seq, "index snapshot written")
+                }
+                Err(e) => {
+                    tracing::warn!(gallery = %live.record.name, error = %e, "index snapshot not written")
+                }
+            }
+        }
+    }
+}
+
+fn describe(m: &ModelTag) -> String {
+    format!("{} {} ({}-d)", m.name, m.version, m.embedding_size)
+}
+
+fn check_name(name: &str) -> Result<(), GalleryError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(GalleryError::InvalidName(name.into()))
+    }
+}
+
+fn snapshot_path(dir: &Path, gallery: &str) -> PathBuf {
+    dir.join(format!("{gallery}.faiss"))
+}
+
+fn entries(identities: Vec<IdentityRow>, faces: Vec<FaceRow>) -> Vec<IdentityEntry> {
+    let mut by_id: HashMap<String, IdentityEntry> = identities
+        .into_iter()
+        .map(|row| {
+            (
+                row.identity_id.clone(),
+                IdentityEntry {
+                    identity_id: row.identity_id,
+                    display_name: row.display_name,
+                    metadata: row.metadata,
+                    created_at_unix_ms: row.created_at_unix_ms,
+                    faces: Vec::new(),
+                },
+            )
+        })
+        .collect();
+    for face in faces {
+        if let Some(entry) = by_id.get_mut(&face.identity_id) {
+            entry.faces.push((face.face_id, face.embedding));
+        }
+    }
+    by_id.into_values().collect()
+}
+
+/// The gallery's index: from an up-to-date snapshot if there is one, else rebuilt.
+fn build_index(contents: GalleryContents, snapshots: &Path) -> Result<LiveGallery, GalleryError> {
+    let GalleryContents {
+        gallery: record,
+        identities,
+        faces,
+    } = contents;
+    let dim = record.model.embedding_size;
+    let entries = entries(identities, faces);
+    let path = snapshot_path(snapshots, &record.name);
+    let snapshot_seq = std::fs::read_to_string(path.with_extension("seq"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok());
+    if snapshot_seq == Some(record.seq) && path.is_file() {
+        match Gallery::from_snapshot(dim, &record.index, &path, entries.clone()) {
+            Ok(Some(index)) => {
+                tracing::info!(gallery = %record.name, faces = index.face_count(), "index loaded from snapshot");
+                return Ok(LiveGallery { record, index });
+            }
+            Ok(None) => {
+                tracing::warn!(gallery = %record.name, "snapshot disagrees with the record; rebuilding")
+            }
+            Err(e) => {
+                tracing::warn!(gallery = %record.name, error = %e, "snapshot unreadable; rebuilding")
+            }
+        }
+    }
+    let index = Gallery::new(dim, &record.index)?;
+    index.put_many(entries)?;
+    tracing::info!(gallery = %record.name, faces = index.face_count(), "index rebuilt from the record");
+    Ok(LiveGallery { record, index })
+}
+
+/// The commit hook: mirrors each committed change into the live indexes.
+fn apply_to_indexes(map: &GalleryMap, applied: &Applied) {
+    let result = match applied {
+        Applied::GalleryCreated(record) => Gallery::new(record.model.embedding_size, &record.index)
+            .map(|index| {
+                map.write().unwrap_or_else(|e| e.into_inner()).insert(
+                    record.name.clone(),
+                    Arc::new(LiveGallery {
+                        record: record.clone(),
+                        index,
+                    }),
+                );
+            }),
+        Applied::GalleryDropped { name } => {
+            map.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+            Ok(())
+        }
+        Applied::Enrolled {
+            gallery,
+            identity,
+            faces,
+            ..
+        } => with_gallery(map, gallery, |g| {
+            g.index
+                .put_many(entries(vec![identity.clone()], faces.clone()))
+        }),
+        Applied::Deleted {
+            gallery,
+            identity_id,
+            ..
+        } => with_gallery(map, gallery, |g| g.index.remove(identity_id).map(|_| ())),
+        Applied::Imported {
+            gallery,
+            identities,
+        } => with_gallery(map, gallery, |g| {
+            let (rows, faces): (Vec<_>, Vec<_>) = identities.iter().cloned().unzip();
+            g.index
+                .put_many(entries(rows, faces.into_iter().flatten().collect()))
+        }),
+    };
+    if let Err(e) = result {
+        // The record is durable; the index is derived and rebuilt from it on restart.
+        tracing::error!(error = %e, "a committed change could not be applied to the index");
+    }
+}
+
+fn with_gallery(
+    map: &GalleryMap,
+    name: &str,
+    f: impl FnOnce(&LiveGallery) -> Result<(), vargid_index::IndexError>,
+) -> Result<(), vargid_index::IndexError> {
+    let live = map
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(name)
+        .cloned();
+    match live {
+        Some(live) => f(&live),
+        None => Ok(()),
+    }
+}
