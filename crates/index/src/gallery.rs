@@ -61,6 +61,8 @@ pub struct IdentityPage {
 struct Records {
     identities: BTreeMap<String, IdentityRecord>,
     faces: HashMap<FaceId, FaceRecord>,
+    /// Removed templates whose vectors are still in the index.
+    unreachable: usize,
 }
 
 struct FaceRecord {
@@ -313,8 +315,12 @@ impl Gallery {
             .ok_or_else(|| IndexError::IdentityNotFound(identity_id.to_string()))
     }
 
-    /// Removes an identity and its templates from the records and the index.
-    /// Returns how many templates were removed.
+    /// Removes an identity and its templates. Returns how many templates were removed.
+    ///
+    /// They leave every answer at once. Their vectors leave a flat index at once too;
+    /// HNSW cannot remove vectors and IVF's removal under an id map is unreliable, so
+    /// for those the vectors stay in the structure, unreachable (searches skip ids
+    /// without a record), until the index is next rebuilt from the durable record.
     pub fn remove(&self, identity_id: &str) -> Result<usize, IndexError> {
         let mut records = self.records_mut();
         let face_ids = records
@@ -322,13 +328,34 @@ impl Gallery {
             .get(identity_id)
             .map(|i| i.face_ids.clone())
             .ok_or_else(|| IndexError::IdentityNotFound(identity_id.to_string()))?;
-        let ids: Vec<Idx> = face_ids.iter().map(|&id| Idx::new(id as u64)).collect();
-        self.index().remove_ids(&IdSelector::batch(&ids)?)?;
+        if self.removes_in_place() {
+            let ids: Vec<Idx> = face_ids.iter().map(|&id| Idx::new(id as u64)).collect();
+            self.index().remove_ids(&IdSelector::batch(&ids)?)?;
+        } else {
+            records.unreachable += face_ids.len();
+        }
         records.identities.remove(identity_id);
         for id in &face_ids {
             records.faces.remove(id);
         }
         Ok(face_ids.len())
+    }
+
+    /// Whether FAISS can remove vectors from this index correctly.
+    fn removes_in_place(&self) -> bool {
+        matches!(self.description.as_str(), "IDMap,Flat" | "IDMap2,Flat")
+    }
+
+    /// Sets a FAISS search parameter (e.g. `efSearch` of HNSW, `nprobe` of IVF).
+    pub fn set_search_parameter(&self, name: &str, value: f64) -> Result<(), IndexError> {
+        let space = faiss::index::autotune::ParameterSpace::new()?;
+        space.set_index_parameter(&*self.index(), name, value)?;
+        Ok(())
+    }
+
+    /// Vectors of removed templates still inside the index structure (see [`Gallery::remove`]).
+    pub fn unreachable_vectors(&self) -> usize {
+        self.records().unreachable
     }
 
     pub fn get(&self, identity_id: &str) -> Option<IdentityRecord> {
@@ -515,6 +542,20 @@ mod tests {
             .unwrap()
             .is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn removal_from_hnsw_is_effective_at_once() {
+        let g = Gallery::new(4, "IDMap2,HNSW8").unwrap();
+        g.put_many(vec![
+            entry("a", "", vec![(1, unit(4, 0))]),
+            entry("b", "", vec![(2, mix(4, 0, 1, 0.9))]),
+        ])
+        .unwrap();
+        assert_eq!(g.remove("a").unwrap(), 1);
+        let hits = g.identify(&unit(4, 0), 1).unwrap();
+        assert_eq!(hits[0].identity_id, "b");
+        assert_eq!(g.unreachable_vectors(), 1);
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl Default for LimitSettings {
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
-            filter: "info".into(),
+            filter: "info,ort=warn".into(),
             format: "text".into(),
         }
     }

@@ -183,6 +183,11 @@ impl Galleries {
                 continue;
             };
             let path = snapshot_path(&self.snapshots, &live.record.name);
+            if live.index.unreachable_vectors() > 0 {
+                // Rebuilding on the next start purges the removed vectors (HNSW, IVF).
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
             let tmp = path.with_extension("faiss.tmp");
             let result = live
                 .index

@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 pub use error::StoreError;
-pub use types::{Applied, Change, FaceRow, GalleryContents, GalleryRecord, IdentityRow, ModelTag};
+pub use types::{
+    Applied, Change, FaceRow, GalleryContents, GalleryRecord, IdentityRow, ImportedIdentity,
+    ModelTag,
+};
 
 /// Called on the writer thread with each committed change, in commit order.
 pub type CommitHook = Box<dyn Fn(&Applied) + Send + 'static>;

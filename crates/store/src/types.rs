@@ -48,6 +48,9 @@ pub struct GalleryContents {
     pub faces: Vec<FaceRow>,
 }
 
+/// An identity to import, with the embeddings of its templates.
+pub type ImportedIdentity = (IdentityRow, Vec<Vec<f32>>);
+
 /// A change to apply atomically.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -73,7 +76,7 @@ pub enum Change {
     /// Adds exported identities with their templates (new face ids are assigned).
     Import {
         gallery: String,
-        identities: Vec<(IdentityRow, Vec<Vec<f32>>)>,
+        identities: Vec<ImportedIdentity>,
     },
 }
 

@@ -44,8 +44,12 @@ pub struct Server {
     child: Child,
     pub grpc: String,
     pub metrics: Option<String>,
-    pub data_dir: tempfile_dir::TempDir,
+    /// The data directory when the harness made it (removed on drop).
+    pub owned_data: Option<tempfile_dir::TempDir>,
+    pub data_dir: PathBuf,
     logs: mpsc::Receiver<String>,
+    /// Every log line received so far.
+    history: Vec<String>,
 }
 
 pub mod tempfile_dir {
@@ -73,13 +77,20 @@ impl Server {
     /// Starts the binary with the embedded defaults, ports chosen by the OS, a fresh
     /// data directory, and `env` as extra `VARGID_...` settings.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        let data_dir = tempfile_dir::TempDir::new("data");
+        let data = tempfile_dir::TempDir::new("data");
+        let mut server = Self::start_in(&data.0, env);
+        server.owned_data = Some(data);
+        server
+    }
+
+    /// Starts the binary on an existing data directory (kept after the server stops).
+    pub fn start_in(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(binary());
         cmd.current_dir(workspace_root())
             .env("VARGID_SERVER__LISTEN", "127.0.0.1:0")
             .env("VARGID_METRICS__LISTEN", "127.0.0.1:0")
-            .env("VARGID_GALLERY__DATA_DIR", &data_dir.0)
-            .env("VARGID_LOG__FILTER", "info")
+            .env("VARGID_GALLERY__DATA_DIR", data_dir)
+            .env("VARGID_LOG__FILTER", "info,ort=warn")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -102,8 +113,10 @@ impl Server {
             child,
             grpc: String::new(),
             metrics: None,
-            data_dir,
+            owned_data: None,
+            data_dir: data_dir.to_path_buf(),
             logs,
+            history: Vec::new(),
         };
         let line = server
             .wait_for_log("vargid listening", Duration::from_secs(120))
@@ -113,14 +126,21 @@ impl Server {
         server
     }
 
-    /// The first log line containing `needle`, within `timeout`.
+    /// The first log line containing `needle` (since start), waiting up to `timeout`.
     pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        if let Some(line) = self.history.iter().find(|l| l.contains(needle)) {
+            return Some(line.clone());
+        }
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.logs.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return Some(line),
-                Ok(_) => continue,
+                Ok(line) => {
+                    self.history.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
                 Err(_) => {
                     if let Ok(Some(status)) = self.child.try_wait() {
                         panic!("vargid exited early: {status}");
@@ -143,6 +163,12 @@ impl Server {
         FaceServiceClient::new(self.channel().await)
     }
 
+    /// SIGKILL: no shutdown code runs, as in a crash or power cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
@@ -153,9 +179,37 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+/// Every LFW photo path, sorted (a pool of distinct faces).
+pub fn lfw_photos() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let root = lfw_dir().join("images");
+    for person in std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display())) {
+        let person = person.expect("dir entry").path();
+        for photo in std::fs::read_dir(&person).expect("person dir") {
+            out.push(photo.expect("dir entry").path());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The centre crop of an LFW photo at `path` (see [`lfw_crop`]).
+pub fn lfw_crop_at(path: &Path) -> RgbImage {
+    let img = image::open(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .into_rgb8();
+    centre_crop(&img)
+}
+
+fn centre_crop(img: &RgbImage) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let side = w.min(h) * 2 / 5;
+    let crop = imageops::crop_imm(img, (w - side) / 2, (h - side) / 2, side, side).to_image();
+    imageops::resize(&crop, 112, 112, imageops::FilterType::Triangle)
 }
 
 /// `key=value` from a tracing text log line.
@@ -174,13 +228,7 @@ fn field(line: &str, key: &str) -> Option<String> {
 /// face roughly centred), as used by these tests until detection lands.
 pub fn lfw_crop(name: &str, number: u32) -> RgbImage {
     let path = lfw_dir().join(format!("images/{name}/{name}_{number:04}.jpg"));
-    let img = image::open(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .into_rgb8();
-    let (w, h) = img.dimensions();
-    let side = w.min(h) * 2 / 5;
-    let crop = imageops::crop_imm(&img, (w - side) / 2, (h - side) / 2, side, side).to_image();
-    imageops::resize(&crop, 112, 112, imageops::FilterType::Triangle)
+    lfw_crop_at(&path)
 }
 
 pub fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {

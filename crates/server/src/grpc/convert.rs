@@ -8,7 +8,7 @@ use vargid_proto::v1 as pb;
 
 use crate::faces::{FaceBox, ImageInput, ImageSource, Location};
 use crate::galleries::LiveGallery;
-use vargid_store::{FaceRow, IdentityRow, ModelTag};
+use vargid_store::{FaceRow, IdentityRow, ImportedIdentity, ModelTag};
 
 const MAX_IDENTITY_ID_BYTES: usize = 256;
 
@@ -175,7 +175,7 @@ pub fn imported_identities(
     identities: Vec<pb::ExportedIdentity>,
     dim: usize,
     max_templates: usize,
-) -> Result<Vec<(IdentityRow, Vec<Vec<f32>>)>, Status> {
+) -> Result<Vec<ImportedIdentity>, Status> {
     let total: usize = identities.iter().map(|i| i.templates.len()).sum();
     if total > max_templates {
         return Err(Status::invalid_argument(format!(
