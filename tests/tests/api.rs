@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::expect_status;
+
 use common::{encode, jpeg_image, lfw_crop, raw_image, Server};
 use image::ImageFormat;
 use tonic::Code;
@@ -228,21 +230,6 @@ async fn embed_returns_unit_vectors_for_each_image() {
 }
 
 /// Asserts a failed call's code and that its message names each of `words`.
-fn expect<T: std::fmt::Debug>(
-    result: Result<tonic::Response<T>, tonic::Status>,
-    code: Code,
-    words: &[&str],
-) {
-    let status = result.expect_err("request should fail");
-    assert_eq!(status.code(), code, "{status:?}");
-    for w in words {
-        assert!(
-            status.message().contains(w),
-            "{:?} lacks {w:?}",
-            status.message()
-        );
-    }
-}
 
 #[tokio::test]
 async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
@@ -257,7 +244,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         )),
         ..Default::default()
     };
-    expect(
+    expect_status(
         client
             .enroll(pb::EnrollRequest {
                 identity_id: "x".into(),
@@ -273,7 +260,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         source: Some(pb::image::Source::Encoded(png[..png.len() / 3].to_vec())),
         ..Default::default()
     };
-    expect(
+    expect_status(
         client
             .embed(pb::EmbedRequest {
                 images: vec![truncated],
@@ -283,7 +270,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         &["images[0]", "cannot decode image"],
     );
     // The failed enrollment left nothing behind.
-    expect(
+    expect_status(
         client
             .get_identity(pb::GetIdentityRequest {
                 identity_id: "x".into(),
@@ -303,7 +290,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         })),
         ..Default::default()
     };
-    expect(
+    expect_status(
         client
             .identify(pb::IdentifyRequest {
                 image: Some(short_raw),
@@ -317,7 +304,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
     let big = image::RgbImage::new(200, 150);
     let mut wrong_size = raw_image(&big);
     wrong_size.location = pb::FaceLocation::Aligned as i32;
-    expect(
+    expect_status(
         client
             .embed(pb::EmbedRequest {
                 images: vec![wrong_size],
@@ -326,7 +313,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         Code::InvalidArgument,
         &["images[0]", "112x112", "200x150"],
     );
-    expect(
+    expect_status(
         client
             .embed(pb::EmbedRequest {
                 images: vec![jpeg_image(&big)],
@@ -337,7 +324,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
     );
 
     // Empty identity id, missing images, missing image source.
-    expect(
+    expect_status(
         client
             .enroll(pb::EnrollRequest {
                 identity_id: String::new(),
@@ -348,7 +335,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         Code::InvalidArgument,
         &["identity_id", "empty"],
     );
-    expect(
+    expect_status(
         client
             .enroll(pb::EnrollRequest {
                 identity_id: "y".into(),
@@ -359,7 +346,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         Code::InvalidArgument,
         &["images", "at least one"],
     );
-    expect(
+    expect_status(
         client
             .identify(pb::IdentifyRequest {
                 image: Some(pb::Image::default()),
@@ -371,7 +358,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
     );
 
     // Unknown identity.
-    expect(
+    expect_status(
         client
             .delete_identity(pb::DeleteIdentityRequest {
                 identity_id: "nobody".into(),
@@ -381,7 +368,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         Code::NotFound,
         &["nobody"],
     );
-    expect(
+    expect_status(
         client
             .verify(pb::VerifyRequest {
                 probe: Some(jpeg_image(&crop)),
@@ -393,7 +380,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         Code::NotFound,
         &["nobody"],
     );
-    expect(
+    expect_status(
         client
             .identify(pb::IdentifyRequest {
                 image: Some(jpeg_image(&crop)),
@@ -405,7 +392,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         Code::InvalidArgument,
         &["top_k"],
     );
-    expect(
+    expect_status(
         client
             .list_identities(pb::ListIdentitiesRequest {
                 page_size: 10,

@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::expect_status;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -309,22 +311,6 @@ async fn ten_thousand_templates_survive_restarts_with_identical_answers() {
     assert_eq!(info.gallery_size, 10_000);
 }
 
-fn expect_code<T: std::fmt::Debug>(
-    result: Result<tonic::Response<T>, tonic::Status>,
-    code: Code,
-    words: &[&str],
-) {
-    let status = result.expect_err("request should fail");
-    assert_eq!(status.code(), code, "{status:?}");
-    for w in words {
-        assert!(
-            status.message().contains(w),
-            "{:?} lacks {w:?}",
-            status.message()
-        );
-    }
-}
-
 fn set_gallery_model_version(data_dir: &Path, gallery: &str, version: &str) {
     let db = rusqlite::Connection::open(data_dir.join("galleries.sqlite3")).expect("open db");
     db.execute(
@@ -355,7 +341,7 @@ async fn named_galleries_and_their_errors() {
         (created.index.as_str(), created.match_threshold),
         ("IDMap2,HNSW32", 0.5)
     );
-    expect_code(
+    expect_status(
         client
             .create_gallery(pb::CreateGalleryRequest {
                 name: "staff".into(),
@@ -365,7 +351,7 @@ async fn named_galleries_and_their_errors() {
         Code::AlreadyExists,
         &["staff"],
     );
-    expect_code(
+    expect_status(
         client
             .create_gallery(pb::CreateGalleryRequest {
                 name: "bad name!".into(),
@@ -375,7 +361,7 @@ async fn named_galleries_and_their_errors() {
         Code::InvalidArgument,
         &["bad name!"],
     );
-    expect_code(
+    expect_status(
         client
             .create_gallery(pb::CreateGalleryRequest {
                 name: "x".into(),
@@ -422,7 +408,7 @@ async fn named_galleries_and_their_errors() {
     assert_eq!(in_staff.threshold, 0.5, "the gallery's own threshold");
 
     // Unknown gallery: NOT_FOUND on every data RPC and on drop.
-    expect_code(
+    expect_status(
         client
             .enroll(pb::EnrollRequest {
                 identity_id: "x".into(),
@@ -434,7 +420,7 @@ async fn named_galleries_and_their_errors() {
         Code::NotFound,
         &["gallery \"nope\""],
     );
-    expect_code(
+    expect_status(
         client
             .identify(pb::IdentifyRequest {
                 image: Some(face.clone()),
@@ -445,7 +431,7 @@ async fn named_galleries_and_their_errors() {
         Code::NotFound,
         &["nope"],
     );
-    expect_code(
+    expect_status(
         client
             .drop_gallery(pb::DropGalleryRequest {
                 name: "nope".into(),
@@ -475,7 +461,7 @@ async fn named_galleries_and_their_errors() {
         .expect("create copy");
     let mut foreign = exported.model.clone().unwrap();
     foreign.version = "some-other-version".into();
-    expect_code(
+    expect_status(
         client
             .import_gallery(pb::ImportGalleryRequest {
                 gallery: "copy".into(),
@@ -510,7 +496,7 @@ async fn named_galleries_and_their_errors() {
     set_gallery_model_version(&data.0, "copy", "0.0.1-older");
     let server = Server::start_in(&data.0, &[]);
     let mut client = server.client().await;
-    expect_code(
+    expect_status(
         client
             .identify(pb::IdentifyRequest {
                 image: Some(face.clone()),
@@ -541,7 +527,7 @@ async fn named_galleries_and_their_errors() {
         })
         .await
         .expect("drop");
-    expect_code(
+    expect_status(
         client
             .get_identity(pb::GetIdentityRequest {
                 identity_id: "ann".into(),

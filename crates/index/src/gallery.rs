@@ -65,6 +65,39 @@ struct Records {
     unreachable: usize,
 }
 
+impl Records {
+    /// Adds the entries' templates and sets their identities' fields, keeping the
+    /// template lists of identities that already exist.
+    fn insert(&mut self, entries: Vec<IdentityEntry>) {
+        for entry in entries {
+            let face_ids: Vec<FaceId> = entry.faces.iter().map(|(id, _)| *id).collect();
+            for (id, embedding) in entry.faces {
+                self.faces.insert(
+                    id,
+                    FaceRecord {
+                        identity_id: entry.identity_id.clone(),
+                        embedding,
+                    },
+                );
+            }
+            let identity = self
+                .identities
+                .entry(entry.identity_id.clone())
+                .or_insert_with(|| IdentityRecord {
+                    identity_id: entry.identity_id,
+                    display_name: String::new(),
+                    metadata: BTreeMap::new(),
+                    face_ids: Vec::new(),
+                    created_at_unix_ms: entry.created_at_unix_ms,
+                });
+            identity.display_name = entry.display_name;
+            identity.metadata = entry.metadata;
+            identity.created_at_unix_ms = entry.created_at_unix_ms;
+            identity.face_ids.extend(face_ids);
+        }
+    }
+}
+
 struct FaceRecord {
     identity_id: String,
     embedding: Vec<f32>,
@@ -102,6 +135,12 @@ impl Gallery {
         let dim_u32 = u32::try_from(dim).map_err(|_| invalid("dimension too large"))?;
         let index = index_factory(dim_u32, description, MetricType::InnerProduct)
             .map_err(|e| invalid(&e.to_string()))?;
+        if !index.is_trained() {
+            // IVF and PQ layouts need training on sample data, which galleries do not do.
+            return Err(invalid(
+                "layouts that need training (IVF, PQ) are not supported; use Flat or HNSW",
+            ));
+        }
         Ok(Self {
             dim,
             description: description.to_string(),
@@ -144,32 +183,7 @@ impl Gallery {
         if !ids.is_empty() {
             self.index().add_with_ids(&flat, &ids)?;
         }
-        for entry in entries {
-            let face_ids: Vec<FaceId> = entry.faces.iter().map(|(id, _)| *id).collect();
-            for (id, embedding) in entry.faces {
-                records.faces.insert(
-                    id,
-                    FaceRecord {
-                        identity_id: entry.identity_id.clone(),
-                        embedding,
-                    },
-                );
-            }
-            let identity = records
-                .identities
-                .entry(entry.identity_id.clone())
-                .or_insert_with(|| IdentityRecord {
-                    identity_id: entry.identity_id.clone(),
-                    display_name: String::new(),
-                    metadata: BTreeMap::new(),
-                    face_ids: Vec::new(),
-                    created_at_unix_ms: entry.created_at_unix_ms,
-                });
-            identity.display_name = entry.display_name;
-            identity.metadata = entry.metadata;
-            identity.created_at_unix_ms = entry.created_at_unix_ms;
-            identity.face_ids.extend(face_ids);
-        }
+        records.insert(entries);
         Ok(())
     }
 
@@ -211,31 +225,7 @@ impl Gallery {
             index: Mutex::new(index),
             records: RwLock::new(Records::default()),
         };
-        {
-            let mut records = gallery.records_mut();
-            for entry in entries {
-                let face_ids = entry.faces.iter().map(|(id, _)| *id).collect();
-                for (id, embedding) in entry.faces {
-                    records.faces.insert(
-                        id,
-                        FaceRecord {
-                            identity_id: entry.identity_id.clone(),
-                            embedding,
-                        },
-                    );
-                }
-                records.identities.insert(
-                    entry.identity_id.clone(),
-                    IdentityRecord {
-                        identity_id: entry.identity_id,
-                        display_name: entry.display_name,
-                        metadata: entry.metadata,
-                        face_ids,
-                        created_at_unix_ms: entry.created_at_unix_ms,
-                    },
-                );
-            }
-        }
+        gallery.records_mut().insert(entries);
         Ok(Some(gallery))
     }
 
@@ -571,5 +561,6 @@ mod tests {
         assert_eq!(g.identity_count(), 0);
         assert!(Gallery::new(4, "Flat").is_err());
         assert!(Gallery::new(4, "IDMap2,NoSuchIndex").is_err());
+        assert!(Gallery::new(4, "IDMap2,IVF16,Flat").is_err());
     }
 }

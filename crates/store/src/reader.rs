@@ -87,22 +87,11 @@ pub fn load(conn: &Connection, name: &str) -> Result<GalleryContents, StoreError
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    let mut stmt = conn.prepare(
+    let faces = face_rows(
+        conn,
         "SELECT face_id, identity_id, embedding FROM faces WHERE gallery = ?1 ORDER BY face_id",
+        params![name],
     )?;
-    let faces = stmt
-        .query_map([name], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, Vec<u8>>(2)?))
-        })?
-        .map(|row| {
-            let (face_id, identity_id, blob) = row?;
-            Ok(FaceRow {
-                face_id,
-                identity_id,
-                embedding: blob_to_embedding(&blob)?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(GalleryContents {
         gallery,
         identities,
@@ -111,24 +100,33 @@ pub fn load(conn: &Connection, name: &str) -> Result<GalleryContents, StoreError
 }
 
 pub fn faces_of(conn: &Connection, gallery: &str, id: &str) -> Result<Vec<FaceRow>, StoreError> {
-    let mut stmt = conn.prepare(
+    face_rows(
+        conn,
         "SELECT face_id, identity_id, embedding FROM faces
          WHERE gallery = ?1 AND identity_id = ?2 ORDER BY face_id",
-    )?;
-    let rows = stmt
-        .query_map(params![gallery, id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, Vec<u8>>(2)?))
-        })?
-        .map(|row| {
-            let (face_id, identity_id, blob) = row?;
-            Ok(FaceRow {
-                face_id,
-                identity_id,
-                embedding: blob_to_embedding(&blob)?,
-            })
+        params![gallery, id],
+    )
+}
+
+/// Runs a query selecting (face_id, identity_id, embedding).
+fn face_rows(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<FaceRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get::<_, Vec<u8>>(2)?))
+    })?;
+    rows.map(|row| {
+        let (face_id, identity_id, blob) = row?;
+        Ok(FaceRow {
+            face_id,
+            identity_id,
+            embedding: blob_to_embedding(&blob)?,
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(rows)
+    })
+    .collect()
 }
 
 pub fn export_page(

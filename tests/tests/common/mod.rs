@@ -255,3 +255,20 @@ pub fn raw_image(img: &RgbImage) -> pb::Image {
         ..Default::default()
     }
 }
+
+/// Asserts a failed call's code and that its message names each of `words`.
+pub fn expect_status<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    code: tonic::Code,
+    words: &[&str],
+) {
+    let status = result.expect_err("request should fail");
+    assert_eq!(status.code(), code, "{status:?}");
+    for w in words {
+        assert!(
+            status.message().contains(w),
+            "{:?} lacks {w:?}",
+            status.message()
+        );
+    }
+}
