@@ -28,6 +28,13 @@ pub struct IdentityRecord {
     pub created_at_unix_ms: i64,
 }
 
+/// Why a snapshot was not used, with the entries handed back for a rebuild.
+#[derive(Debug)]
+pub struct SnapshotRejected {
+    pub reason: String,
+    pub entries: Vec<IdentityEntry>,
+}
+
 /// An identity and templates to put into the gallery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdentityEntry {
@@ -194,30 +201,35 @@ impl Gallery {
         Ok(())
     }
 
-    /// Builds a gallery from a FAISS snapshot and the identities it must hold.
-    /// Returns `Ok(None)` when the snapshot does not hold exactly these templates
-    /// (stale or foreign): the caller then rebuilds with [`Gallery::put_many`].
+    /// Builds a gallery from a FAISS snapshot and the identities it must hold. When
+    /// the snapshot is unreadable or does not hold exactly these templates (stale or
+    /// foreign), the entries come back so the caller can rebuild with
+    /// [`Gallery::put_many`] without having kept a copy of every embedding.
     pub fn from_snapshot(
         dim: usize,
         description: &str,
         snapshot: &Path,
         entries: Vec<IdentityEntry>,
-    ) -> Result<Option<Self>, IndexError> {
+    ) -> Result<Self, SnapshotRejected> {
+        let reject = |reason: String, entries| SnapshotRejected { reason, entries };
         let path_str = snapshot.to_string_lossy();
-        let index = faiss::read_index(path_str.as_ref())?;
+        let index = match faiss::read_index(path_str.as_ref()) {
+            Ok(index) => index,
+            Err(e) => return Err(reject(format!("unreadable: {e}"), entries)),
+        };
         let expected: usize = entries.iter().map(|e| e.faces.len()).sum();
         if index.d() as usize != dim || index.ntotal() as usize != expected {
-            return Ok(None);
+            return Err(reject("holds other templates".into(), entries));
         }
         let mut scratch = vec![0.0f32; dim];
-        for (id, _) in entries.iter().flat_map(|e| e.faces.iter()) {
-            // IDMap2 can look up every id; any miss means the snapshot is not ours.
-            if index
+        // IDMap2 can look up every id; any miss means the snapshot is not ours.
+        let all_present = entries.iter().flat_map(|e| e.faces.iter()).all(|(id, _)| {
+            index
                 .reconstruct(Idx::new(*id as u64), &mut scratch)
-                .is_err()
-            {
-                return Ok(None);
-            }
+                .is_ok()
+        });
+        if !all_present {
+            return Err(reject("holds other template ids".into(), entries));
         }
         let gallery = Self {
             dim,
@@ -226,7 +238,7 @@ impl Gallery {
             records: RwLock::new(Records::default()),
         };
         gallery.records_mut().insert(entries);
-        Ok(Some(gallery))
+        Ok(gallery)
     }
 
     /// The `top_k` identities whose best template is closest to `query`, best first.
@@ -514,7 +526,6 @@ mod tests {
         g.write_snapshot(&path).unwrap();
 
         let restored = Gallery::from_snapshot(4, "IDMap2,Flat", &path, entries.clone())
-            .unwrap()
             .expect("an up-to-date snapshot is used");
         assert_eq!(
             restored.identify(&unit(4, 2), 1).unwrap(),
@@ -523,14 +534,10 @@ mod tests {
 
         let mut more = entries.clone();
         more.push(entry("c", "", vec![(9, unit(4, 3))]));
-        assert!(Gallery::from_snapshot(4, "IDMap2,Flat", &path, more)
-            .unwrap()
-            .is_none());
+        assert!(Gallery::from_snapshot(4, "IDMap2,Flat", &path, more).is_err());
         let mut other_ids = entries;
         other_ids[1].faces[0].0 = 6;
-        assert!(Gallery::from_snapshot(4, "IDMap2,Flat", &path, other_ids)
-            .unwrap()
-            .is_none());
+        assert!(Gallery::from_snapshot(4, "IDMap2,Flat", &path, other_ids).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -5,4 +5,6 @@ mod error;
 mod gallery;
 
 pub use error::IndexError;
-pub use gallery::{Candidate, FaceId, Gallery, IdentityEntry, IdentityPage, IdentityRecord};
+pub use gallery::{
+    Candidate, FaceId, Gallery, IdentityEntry, IdentityPage, IdentityRecord, SnapshotRejected,
+};

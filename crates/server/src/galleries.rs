@@ -262,22 +262,20 @@ fn build_index(contents: GalleryContents, snapshots: &Path) -> Result<LiveGaller
         faces,
     } = contents;
     let dim = record.model.embedding_size;
-    let entries = entries(identities, faces);
+    let mut entries = entries(identities, faces);
     let path = snapshot_path(snapshots, &record.name);
     let snapshot_seq = std::fs::read_to_string(path.with_extension("seq"))
         .ok()
         .and_then(|s| s.trim().parse::<i64>().ok());
     if snapshot_seq == Some(record.seq) && path.is_file() {
-        match Gallery::from_snapshot(dim, &record.index, &path, entries.clone()) {
-            Ok(Some(index)) => {
+        match Gallery::from_snapshot(dim, &record.index, &path, entries) {
+            Ok(index) => {
                 tracing::info!(gallery = %record.name, faces = index.face_count(), "index loaded from snapshot");
                 return Ok(LiveGallery { record, index });
             }
-            Ok(None) => {
-                tracing::warn!(gallery = %record.name, "snapshot disagrees with the record; rebuilding")
-            }
-            Err(e) => {
-                tracing::warn!(gallery = %record.name, error = %e, "snapshot unreadable; rebuilding")
+            Err(rejected) => {
+                tracing::warn!(gallery = %record.name, reason = %rejected.reason, "snapshot not used; rebuilding");
+                entries = rejected.entries;
             }
         }
     }
