@@ -37,4 +37,6 @@ if [ ! -f "${ORT_DIR}/libonnxruntime.so.${ORT_VERSION}" ]; then
     "onnxruntime/capi/libonnxruntime_providers_shared.so" -d "${ORT_DIR}"
 fi
 ln -sfn "onnxruntime-${ORT_VERSION}" .deps/onnxruntime
+# The face detector the service runs (and the distillation teacher), as fp32 ONNX.
+bash scripts/prepare-models.sh
 echo "install-deps: ok (ORT_DYLIB_PATH=$(pwd)/.deps/onnxruntime/libonnxruntime.so.${ORT_VERSION})"

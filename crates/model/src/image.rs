@@ -5,7 +5,8 @@
 
 use std::io::Cursor;
 
-use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits, RgbImage};
 
 use crate::error::ImageError;
 
@@ -29,7 +30,8 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Decodes a JPEG, PNG or WebP file into 8-bit RGB.
+/// Decodes a JPEG, PNG or WebP file into 8-bit RGB, upright: the EXIF orientation
+/// that cameras write instead of rotating pixels is applied.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
@@ -52,14 +54,19 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageErro
     let (width, height) = reader(bytes)?.into_dimensions().map_err(classify)?;
     check_pixels(width, height, limits)?;
 
-    let mut reader = reader(bytes)?;
     let mut decode_limits = Limits::default();
     decode_limits.max_image_width = Some(width);
     decode_limits.max_image_height = Some(height);
     // Room for the decoded image at 16 bits per channel with alpha, plus slack.
     decode_limits.max_alloc = Some(u64::from(width) * u64::from(height) * 8 + (1 << 20));
-    reader.limits(decode_limits);
-    let img = reader.decode().map_err(classify)?;
+    let mut decoder = reader(bytes)?.into_decoder().map_err(classify)?;
+    decoder.set_limits(decode_limits).map_err(classify)?;
+    // A missing or unreadable orientation tag means the pixels are upright.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
+    img.apply_orientation(orientation);
     Ok(img.into_rgb8())
 }
 
@@ -200,6 +207,29 @@ mod tests {
                 limit: 10_000
             })
         );
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        use image::codecs::jpeg::JpegEncoder;
+        use image::ImageEncoder;
+        // A TIFF header with one IFD entry: Orientation (0x0112) = 6, "rotate 90 CW".
+        let exif = [
+            b'I', b'I', 0x2a, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0,
+            0, 0, 0, 0,
+        ];
+        let img = RgbImage::from_fn(40, 20, |x, _| image::Rgb([if x < 20 { 0 } else { 255 }; 3]));
+        let mut out = Vec::new();
+        let mut encoder = JpegEncoder::new_with_quality(&mut out, 95);
+        encoder.set_exif_metadata(exif.to_vec()).unwrap();
+        encoder
+            .write_image(img.as_raw(), 40, 20, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let upright = decode(&out, &DecodeLimits::default()).unwrap();
+        assert_eq!(upright.dimensions(), (20, 40));
+        // Rotated clockwise: the image's left half (dark) is now the top.
+        assert!(upright.get_pixel(10, 5).0[0] < 50);
+        assert!(upright.get_pixel(10, 35).0[0] > 200);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub model: ModelSettings,
     pub batching: BatchingSettings,
+    pub detection: DetectionSettings,
     pub gallery: GallerySettings,
     pub limits: LimitSettings,
     pub log: LogSettings,
@@ -74,6 +75,28 @@ pub struct BatchingSettings {
     pub queue_capacity: usize,
     /// Threads decoding images; 0 = number of cores.
     pub preprocess_threads: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectionSettings {
+    /// The fp32 YuNet face detector, prepared by scripts/install-deps.sh.
+    pub model_path: PathBuf,
+    /// Detector candidates scoring below this are not reported at all.
+    pub score_threshold: f32,
+    /// Overlapping detections above this IoU are merged.
+    pub nms_threshold: f32,
+    /// Photos whose longer side exceeds this are scaled down for detection only
+    /// (alignment uses the full-resolution photo).
+    pub max_side: u32,
+    /// Quality gate: faces whose box is smaller (shorter side, pixels) are reported
+    /// with rejection TOO_SMALL and get no embedding.
+    pub min_face_size: u32,
+    /// Quality gate: faces scoring below this are reported with rejection
+    /// LOW_DETECTOR_SCORE and get no embedding.
+    pub min_score: f32,
+    /// Faces kept per photo, highest detector score first.
+    pub max_faces_per_image: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -151,6 +174,20 @@ impl Default for BatchingSettings {
             max_queue_delay_ms: 5,
             queue_capacity: 256,
             preprocess_threads: 0,
+        }
+    }
+}
+
+impl Default for DetectionSettings {
+    fn default() -> Self {
+        Self {
+            model_path: PathBuf::from(".deps/models/yunet_2023mar_fp32.onnx"),
+            score_threshold: 0.5,
+            nms_threshold: 0.3,
+            max_side: 640,
+            min_face_size: 32,
+            min_score: 0.7,
+            max_faces_per_image: 32,
         }
     }
 }
@@ -238,6 +275,16 @@ impl Settings {
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");
+        }
+        let d = &self.detection;
+        if !(0.0..=1.0).contains(&d.score_threshold) || !(0.0..=1.0).contains(&d.min_score) {
+            return bad("detection.score_threshold and detection.min_score must be in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&d.nms_threshold) {
+            return bad("detection.nms_threshold must be in [0, 1]");
+        }
+        if d.max_side < 32 || d.max_faces_per_image == 0 {
+            return bad("detection.max_side must be at least 32 and max_faces_per_image at least 1");
         }
         if !(-1.0..=1.0).contains(&self.gallery.match_threshold) {
             return bad("gallery.match_threshold must be a cosine similarity in [-1, 1]");

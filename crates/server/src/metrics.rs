@@ -17,6 +17,9 @@ const JOBS_DROPPED: &str = "vargid_abandoned_faces_total";
 const BATCH_SIZE: &str = "vargid_batch_size";
 const INFERENCE_SECONDS: &str = "vargid_inference_duration_seconds";
 const FACES_EMBEDDED: &str = "vargid_faces_embedded_total";
+const DETECTION_SECONDS: &str = "vargid_detection_duration_seconds";
+const FACES_DETECTED: &str = "vargid_faces_detected_total";
+const FACES_REJECTED: &str = "vargid_faces_rejected_total";
 const GALLERY_FACES: &str = "vargid_gallery_faces";
 const GALLERY_IDENTITIES: &str = "vargid_gallery_identities";
 
@@ -65,6 +68,16 @@ fn describe() {
     describe_histogram!(BATCH_SIZE, "Faces per inference batch");
     describe_histogram!(INFERENCE_SECONDS, Unit::Seconds, "Model run time per batch");
     describe_counter!(FACES_EMBEDDED, "Faces run through the model");
+    describe_histogram!(
+        DETECTION_SECONDS,
+        Unit::Seconds,
+        "Face detection time per photo"
+    );
+    describe_counter!(FACES_DETECTED, "Faces the detector found in photos");
+    describe_counter!(
+        FACES_REJECTED,
+        "Detected faces refused by the quality gate, by reason"
+    );
     describe_gauge!(GALLERY_FACES, "Face templates in the gallery");
     describe_gauge!(GALLERY_IDENTITIES, "Identities in the gallery");
 }
@@ -94,6 +107,21 @@ pub fn batch_done(faces: usize, took: Duration) {
     histogram!(BATCH_SIZE).record(faces as f64);
     histogram!(INFERENCE_SECONDS).record(took.as_secs_f64());
     counter!(FACES_EMBEDDED).increment(faces as u64);
+}
+
+pub fn detection(took: Duration, faces: usize) {
+    histogram!(DETECTION_SECONDS).record(took.as_secs_f64());
+    counter!(FACES_DETECTED).increment(faces as u64);
+}
+
+pub fn face_rejected(reason: &crate::faces::Rejection) {
+    use crate::faces::Rejection;
+    let reason = match reason {
+        Rejection::TooSmall { .. } => "too_small",
+        Rejection::LowScore { .. } => "low_detector_score",
+        Rejection::Unalignable => "unalignable",
+    };
+    counter!(FACES_REJECTED, "reason" => reason).increment(1);
 }
 
 pub fn gallery_size(faces: usize, identities: usize) {

@@ -10,12 +10,14 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
-use vargid_model::{DecodeLimits, Embedder, EmbedderOptions, ExecutionProvider};
+use vargid_model::{
+    DecodeLimits, Detector, DetectorOptions, Embedder, EmbedderOptions, ExecutionProvider,
+};
 use vargid_proto::v1::face_service_server::FaceServiceServer;
 
 use crate::config::Settings;
 use crate::engine::{Engine, EngineConfig};
-use crate::faces::FacePipeline;
+use crate::faces::{FacePipeline, FaceRules};
 use crate::galleries::Galleries;
 use crate::grpc::{FaceServiceImpl, ServiceLimits};
 use crate::metrics;
@@ -80,6 +82,31 @@ fn onnxruntime_library(configured: &str) -> Option<std::path::PathBuf> {
     installed.is_file().then(|| installed.to_path_buf())
 }
 
+/// One single-threaded detector session per decoding slot: photos are detected in
+/// parallel, each on one core, as they are decoded.
+async fn load_detectors(settings: &Settings, count: usize) -> anyhow::Result<Vec<Detector>> {
+    let d = &settings.detection;
+    let options = DetectorOptions {
+        score_threshold: d.score_threshold,
+        nms_threshold: d.nms_threshold,
+        max_side: d.max_side,
+        intra_op_threads: 1,
+        ..DetectorOptions::default()
+    };
+    let library = onnxruntime_library(&settings.model.onnxruntime_library);
+    let path = d.model_path.clone();
+    let detectors = tokio::task::spawn_blocking(move || {
+        (0..count.max(1))
+            .map(|_| Detector::load(&path, options, library.as_deref()))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .context("detector loader panicked")?
+    .with_context(|| format!("loading face detector {}", d.model_path.display()))?;
+    tracing::info!(path = %d.model_path.display(), sessions = detectors.len(), "face detector loaded");
+    Ok(detectors)
+}
+
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
 /// `server.shutdown_grace_ms`.
 pub async fn run(
@@ -107,6 +134,7 @@ pub async fn run(
         embedders.push(embedder);
     }
     let info = embedders[0].info().clone();
+    let detectors = load_detectors(&settings, budget.preprocess).await?;
     tracing::info!(
         model = %info.name,
         version = %info.version,
@@ -176,7 +204,13 @@ pub async fn run(
         max_encoded_bytes: settings.limits.max_image_bytes,
         max_pixels: settings.limits.max_image_pixels,
     };
-    let pipeline = FacePipeline::new(engine, limits, budget.preprocess);
+    let d = &settings.detection;
+    let rules = FaceRules {
+        min_face_size: d.min_face_size,
+        min_score: d.min_score,
+        max_faces_per_image: d.max_faces_per_image,
+    };
+    let pipeline = FacePipeline::new(engine, limits, budget.preprocess, detectors, rules);
     let service = FaceServiceImpl::new(
         pipeline,
         galleries.clone(),

@@ -6,7 +6,7 @@ use tonic::Status;
 use vargid_index::IdentityRecord;
 use vargid_proto::v1 as pb;
 
-use crate::faces::{FaceBox, ImageInput, ImageSource, Location};
+use crate::faces::{FaceBox, FaceResult, ImageInput, ImageSource, Location, Rejection};
 use crate::galleries::LiveGallery;
 use vargid_store::{FaceRow, IdentityRow, ImportedIdentity, ModelTag};
 
@@ -19,7 +19,10 @@ pub fn image(field: &str, image: Option<pb::Image>) -> Result<ImageInput, Status
         Ok(pb::FaceLocation::Auto) => Location::Auto,
         Ok(pb::FaceLocation::Aligned) => Location::Aligned,
         Ok(pb::FaceLocation::Detect) => Location::Detect,
-        Ok(pb::FaceLocation::Landmarks) => Location::Landmarks,
+        Ok(pb::FaceLocation::Landmarks) => Location::Landmarks(landmarks(
+            &format!("{field}.landmarks"),
+            image.landmarks.as_ref(),
+        )?),
         Err(_) => {
             return Err(Status::invalid_argument(format!(
                 "{field}.location: unknown value {}",
@@ -41,6 +44,28 @@ pub fn image(field: &str, image: Option<pb::Image>) -> Result<ImageInput, Status
         }
     };
     Ok(ImageInput { source, location })
+}
+
+/// The five landmarks of FACE_LOCATION_LANDMARKS: finite pixel coordinates.
+fn landmarks(field: &str, given: Option<&pb::Landmarks>) -> Result<vargid_model::Landmarks, Status> {
+    let points = given.map(|l| l.points.as_slice()).unwrap_or_default();
+    if points.len() != 5 {
+        return Err(Status::invalid_argument(format!(
+            "{field}: FACE_LOCATION_LANDMARKS needs exactly 5 points (right eye, left eye, \
+             nose tip, right and left mouth corner), got {}",
+            points.len()
+        )));
+    }
+    let mut out = [[0.0f32; 2]; 5];
+    for (i, (p, o)) in points.iter().zip(&mut out).enumerate() {
+        if !(p.x.is_finite() && p.y.is_finite()) {
+            return Err(Status::invalid_argument(format!(
+                "{field}.points[{i}]: coordinates must be finite numbers"
+            )));
+        }
+        *o = [p.x, p.y];
+    }
+    Ok(out)
 }
 
 /// Repeated request images, between 1 and `max`.
@@ -221,7 +246,13 @@ pub fn imported_identities(
         .collect()
 }
 
-pub fn face(face: &FaceBox) -> pb::Face {
+pub fn face(face: &FaceBox, rejection: Option<&Rejection>) -> pb::Face {
+    let code = match rejection {
+        None => pb::FaceRejection::None,
+        Some(Rejection::TooSmall { .. }) => pb::FaceRejection::TooSmall,
+        Some(Rejection::LowScore { .. }) => pb::FaceRejection::LowDetectorScore,
+        Some(Rejection::Unalignable) => pb::FaceRejection::Unalignable,
+    };
     pb::Face {
         r#box: Some(pb::BoundingBox {
             x: face.x,
@@ -229,8 +260,29 @@ pub fn face(face: &FaceBox) -> pb::Face {
             width: face.width,
             height: face.height,
         }),
-        landmarks: None,
+        landmarks: face.landmarks.map(|points| pb::Landmarks {
+            points: points
+                .iter()
+                .map(|p| pb::Point { x: p[0], y: p[1] })
+                .collect(),
+        }),
         detector_score: face.score,
+        rejection: code as i32,
+        rejection_detail: rejection.map(ToString::to_string).unwrap_or_default(),
+    }
+}
+
+/// A face result's `Face` message, rejection included.
+pub fn face_result(result: &FaceResult) -> pb::Face {
+    face(&result.face, result.embedding.as_ref().err())
+}
+
+/// The reason code for an image's face list.
+pub fn no_face_reason(faces: &[FaceResult]) -> i32 {
+    if faces.is_empty() {
+        pb::NoFaceReason::NoneDetected as i32
+    } else {
+        pb::NoFaceReason::Unspecified as i32
     }
 }
 

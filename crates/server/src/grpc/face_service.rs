@@ -12,7 +12,7 @@ use vargid_store::{Applied, Change};
 
 use super::{convert, status};
 use crate::clock::now_unix_ms;
-use crate::faces::{EmbeddedFace, FacePipeline};
+use crate::faces::{FacePipeline, FaceResult};
 use crate::galleries::{Galleries, LiveGallery};
 use crate::metrics;
 
@@ -50,19 +50,20 @@ impl FaceServiceImpl {
         self.galleries.get(name).map_err(status::gallery)
     }
 
-    /// The single face of an image that must hold exactly one.
+    /// The embedding of the single usable face of an image (see [`single_face`]).
     async fn one_face(
         &self,
         field: &str,
         image: Option<pb::Image>,
-    ) -> Result<EmbeddedFace, Status> {
+        use_largest: bool,
+    ) -> Result<Vec<f32>, Status> {
         let input = convert::image(field, image)?;
         let faces = self
             .pipeline
             .embed(vec![input])
             .await
             .map_err(|e| status::pipeline(e, |_| field.to_string()))?;
-        exactly_one(field, faces.into_iter().next().unwrap_or_default())
+        single_face(field, faces.into_iter().next().unwrap_or_default(), use_largest)
     }
 
     /// Templates and identities over all galleries.
@@ -78,14 +79,41 @@ impl FaceServiceImpl {
     }
 }
 
-fn exactly_one(field: &str, mut faces: Vec<EmbeddedFace>) -> Result<EmbeddedFace, Status> {
-    match faces.len() {
-        1 => Ok(faces.remove(0)),
-        0 => Err(Status::invalid_argument(format!("{field}: no face found"))),
-        n => Err(Status::invalid_argument(format!(
-            "{field}: {n} faces found, exactly one is required"
-        ))),
+/// The embedding of an image's one usable face, or of the largest if `use_largest`.
+/// Otherwise INVALID_ARGUMENT saying what was found and what the caller can do.
+fn single_face(field: &str, faces: Vec<FaceResult>, use_largest: bool) -> Result<Vec<f32>, Status> {
+    let found = faces.len();
+    let (usable, rejected): (Vec<_>, Vec<_>) =
+        faces.into_iter().partition(|f| f.embedding.is_ok());
+    if usable.is_empty() {
+        return Err(Status::invalid_argument(match rejected.first() {
+            None => format!("{field}: no face found in the image"),
+            Some(FaceResult {
+                embedding: Err(why),
+                ..
+            }) if found == 1 => format!("{field}: the face is not usable: {why}"),
+            Some(_) => format!(
+                "{field}: none of the {found} faces found is usable: {}",
+                rejected
+                    .iter()
+                    .filter_map(|f| f.embedding.as_ref().err())
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }));
     }
+    if usable.len() > 1 && !use_largest {
+        return Err(Status::invalid_argument(format!(
+            "{field}: {} usable faces found, exactly one is required: send a photo of one \
+             person, a crop, or landmarks, or set use_largest_face",
+            usable.len()
+        )));
+    }
+    let largest = usable
+        .into_iter()
+        .max_by(|a, b| a.face.area().total_cmp(&b.face.area()));
+    Ok(largest.and_then(|f| f.embedding.ok()).unwrap_or_default())
 }
 
 /// Runs a handler, recording its count and latency by method and status code.
@@ -125,7 +153,7 @@ impl FaceService for FaceServiceImpl {
             let embeddings = per_image
                 .into_iter()
                 .enumerate()
-                .map(|(i, faces)| exactly_one(&format!("images[{i}]"), faces).map(|f| f.embedding))
+                .map(|(i, faces)| single_face(&format!("images[{i}]"), faces, req.use_largest_face))
                 .collect::<Result<Vec<_>, Status>>()?;
             let applied = self
                 .galleries
@@ -188,29 +216,34 @@ impl FaceService for FaceServiceImpl {
                 .into_iter()
                 .next()
                 .unwrap_or_default();
+            let no_face_reason = convert::no_face_reason(&faces);
             let mut out = Vec::with_capacity(faces.len());
-            for found in faces {
-                let candidates = gallery
-                    .index
-                    .identify(&found.embedding, top_k)
-                    .map_err(status::index)?
-                    .into_iter()
-                    .map(|c| pb::Candidate {
-                        is_match: c.score >= threshold,
-                        identity_id: c.identity_id,
-                        display_name: c.display_name,
-                        score: c.score,
-                        face_id: c.face_id,
-                    })
-                    .collect();
+            for found in &faces {
+                let candidates = match &found.embedding {
+                    Ok(embedding) => gallery
+                        .index
+                        .identify(embedding, top_k)
+                        .map_err(status::index)?
+                        .into_iter()
+                        .map(|c| pb::Candidate {
+                            is_match: c.score >= threshold,
+                            identity_id: c.identity_id,
+                            display_name: c.display_name,
+                            score: c.score,
+                            face_id: c.face_id,
+                        })
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
                 out.push(pb::FaceIdentification {
-                    face: Some(convert::face(&found.face)),
+                    face: Some(convert::face_result(found)),
                     candidates,
                 });
             }
             Ok(pb::IdentifyResponse {
                 faces: out,
                 threshold,
+                no_face_reason,
             })
         })
         .await
@@ -232,10 +265,10 @@ impl FaceService for FaceServiceImpl {
                     if gallery.index.get(id).is_none() {
                         return Err(Status::not_found(format!("identity {id:?} not found")));
                     }
-                    let probe = self.one_face("probe", req.probe).await?;
+                    let probe = self.one_face("probe", req.probe, req.use_largest_face).await?;
                     gallery
                         .index
-                        .verify(&probe.embedding, id)
+                        .verify(&probe, id)
                         .map_err(status::index)?
                         .0
                 }
@@ -251,12 +284,12 @@ impl FaceService for FaceServiceImpl {
                         .await
                         .map_err(|e| status::pipeline(e, field))?
                         .into_iter();
-                    let probe = exactly_one("probe", both.next().unwrap_or_default())?;
-                    let other = exactly_one("image", both.next().unwrap_or_default())?;
+                    let largest = req.use_largest_face;
+                    let probe = single_face("probe", both.next().unwrap_or_default(), largest)?;
+                    let other = single_face("image", both.next().unwrap_or_default(), largest)?;
                     probe
-                        .embedding
                         .iter()
-                        .zip(&other.embedding)
+                        .zip(&other)
                         .map(|(a, b)| a * b)
                         .sum()
                 }
@@ -290,11 +323,12 @@ impl FaceService for FaceServiceImpl {
             let images = per_image
                 .into_iter()
                 .map(|faces| pb::ImageEmbeddings {
+                    no_face_reason: convert::no_face_reason(&faces),
                     faces: faces
                         .into_iter()
                         .map(|f| pb::FaceEmbedding {
-                            face: Some(convert::face(&f.face)),
-                            embedding: f.embedding,
+                            face: Some(convert::face_result(&f)),
+                            embedding: f.embedding.unwrap_or_default(),
                         })
                         .collect(),
                 })

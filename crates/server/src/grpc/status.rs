@@ -14,8 +14,8 @@ pub fn pipeline(err: PipelineError, field: impl Fn(usize) -> String) -> Status {
         PipelineError::Image { index, fault } => {
             let msg = format!("{}: {fault}", field(index));
             match fault {
-                ImageFault::DetectionUnavailable => Status::unimplemented(msg),
-                ImageFault::Image(_) => Status::invalid_argument(msg),
+                ImageFault::Image(_) | ImageFault::Landmarks(_) => Status::invalid_argument(msg),
+                ImageFault::Detector(_) => Status::internal(msg),
             }
         }
         PipelineError::Engine(e) => engine(e),

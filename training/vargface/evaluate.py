@@ -1,0 +1,204 @@
+"""LFW View 2 verification accuracy of any ONNX face embedder.
+
+    python -m vargface.evaluate --model models/vargfacenet.onnx \
+        [--lfw ../shared/data/lfw] [--detector .deps/models/yunet_2023mar_fp32.onnx]
+    python -m vargface.evaluate --embeddings service.json   # embeddings from elsewhere
+
+Protocol (insightface's): every photo is detected (YuNet, largest face),
+aligned to the 112x112 template (vargface.align), embedded with and without
+a horizontal flip, the two embeddings summed and L2-normalised; a pair's score
+is the cosine. Ten folds of pairs.txt: the threshold that maximises accuracy on
+nine folds is applied to the tenth; mean and standard deviation over the ten.
+TAR at FAR=1e-3 uses all 3,000 different-person pairs: the threshold is the
+lowest score that at most 0.1% of them (3) exceed.
+
+The model is any ONNX embedder taking NCHW RGB 0..255 112x112 input (VarGFaceNet
+and SFace both do). `--embeddings` scores a JSON object {relative image path:
+embedding} instead, e.g. what `vargid-bench lfw` collected through the running
+service, so both are measured by this same code.
+"""
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .align import ARCFACE_TEMPLATE, CROP_SIZE, align
+
+DEFAULT_LFW = Path(os.environ.get("VARGID_LFW_DIR", "../shared/data/lfw"))
+DEFAULT_DETECTOR = Path(".deps/models/yunet_2023mar_fp32.onnx")
+FAR_TARGET = 1e-3
+
+
+@dataclass
+class Pair:
+    first: str  # path relative to images/
+    second: str
+    same: bool
+    fold: int
+
+
+def image_name(name: str, number: str) -> str:
+    return f"{name}/{name}_{int(number):04d}.jpg"
+
+
+def read_pairs(path: Path) -> list[Pair]:
+    lines = path.read_text().split("\n")
+    folds, per_fold = (int(v) for v in lines[0].split())
+    pairs = []
+    for index, line in enumerate(l for l in lines[1:] if l.strip()):
+        parts = line.split()
+        fold = index // (2 * per_fold)
+        if len(parts) == 3:
+            pairs.append(Pair(image_name(parts[0], parts[1]), image_name(parts[0], parts[2]), True, fold))
+        else:
+            pairs.append(Pair(image_name(parts[0], parts[1]), image_name(parts[2], parts[3]), False, fold))
+    if len(pairs) != folds * per_fold * 2:
+        raise ValueError(f"{path}: {len(pairs)} pairs, header says {folds}x{per_fold}x2")
+    return pairs
+
+
+def fallback_landmarks(height: int, width: int) -> np.ndarray:
+    """Where no face is found: the template placed at the image centre.
+
+    LFW photos are centred on the face; the service client uses the same rule.
+    """
+    return ARCFACE_TEMPLATE + np.array([(width - CROP_SIZE) / 2, (height - CROP_SIZE) / 2])
+
+
+class OnnxEmbedder:
+    def __init__(self, path: Path, batch: int = 64):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0]
+        fixed = self.input.shape[0]
+        self.batch = fixed if isinstance(fixed, int) and fixed > 0 else batch
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings (N, D) of uint8 crops (N, 112, 112, 3)."""
+        out = []
+        for start in range(0, len(crops), self.batch):
+            chunk = crops[start:start + self.batch].transpose(0, 3, 1, 2).astype(np.float32)
+            out.append(self.session.run(None, {self.input.name: chunk})[0])
+        return np.concatenate(out)
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def aligned_crops(names: list[str], images: Path, detector_path: Path) -> tuple[np.ndarray, int]:
+    from .detect import YuNet, largest, load_rgb
+
+    detector = YuNet(detector_path)
+    crops = np.zeros((len(names), CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
+    fallbacks = 0
+    for i, name in enumerate(names):
+        rgb = load_rgb(images / name)
+        face = largest(detector.detect(rgb))
+        if face is None:
+            fallbacks += 1
+            marks = fallback_landmarks(*rgb.shape[:2])
+        else:
+            marks = face.landmarks
+        crops[i] = align(rgb, marks)
+    return crops, fallbacks
+
+
+def embed_with_flip(embedder: OnnxEmbedder, crops: np.ndarray) -> np.ndarray:
+    return l2_normalise(l2_normalise(embedder(crops)) + l2_normalise(embedder(crops[:, :, ::-1])))
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold (score > t means same) with the highest accuracy."""
+    order = np.sort(np.unique(scores))
+    candidates = np.concatenate([[order[0] - 1e-6], (order[:-1] + order[1:]) / 2, [order[-1] + 1e-6]])
+    accuracy = [np.mean((scores > t) == same) for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def verification_metrics(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict:
+    accuracies = []
+    for fold in np.unique(folds):
+        test = folds == fold
+        train = ~test if np.any(~test) else test  # a one-fold smoke run tunes on itself
+        threshold = best_threshold(scores[train], same[train])
+        accuracies.append(float(np.mean((scores[test] > threshold) == same[test])))
+    negatives = np.sort(scores[~same])[::-1]
+    allowed = int(np.floor(FAR_TARGET * len(negatives)))
+    far_threshold = float(negatives[allowed]) if allowed < len(negatives) else float(negatives[-1])
+    return {
+        "accuracy_mean": float(np.mean(accuracies)),
+        "accuracy_std": float(np.std(accuracies)),
+        "fold_accuracies": accuracies,
+        "tar_at_far_1e-3": float(np.mean(scores[same] > far_threshold)),
+        "far_threshold": far_threshold,
+        "pairs": int(len(scores)),
+    }
+
+
+def evaluate(pairs: list[Pair], embeddings: dict[str, np.ndarray]) -> dict:
+    missing = {p.first for p in pairs} | {p.second for p in pairs}
+    missing -= embeddings.keys()
+    if missing:
+        raise ValueError(f"{len(missing)} images have no embedding, e.g. {sorted(missing)[0]}")
+    a = l2_normalise(np.stack([embeddings[p.first] for p in pairs]))
+    b = l2_normalise(np.stack([embeddings[p.second] for p in pairs]))
+    scores = np.sum(a * b, axis=1)
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    return verification_metrics(scores, same, folds)
+
+
+def model_embeddings(model: Path, lfw: Path, detector: Path, names: list[str]) -> tuple[dict, int]:
+    crops, fallbacks = aligned_crops(names, lfw / "images", detector)
+    vectors = embed_with_flip(OnnxEmbedder(model), crops)
+    return dict(zip(names, vectors)), fallbacks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="LFW View 2 accuracy of an ONNX face embedder.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="ONNX embedder (NCHW RGB 0..255 112x112)")
+    source.add_argument("--embeddings", type=Path, help="JSON {image path: embedding}")
+    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW dir with images/ and pairs.txt")
+    parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
+    parser.add_argument("--limit-folds", type=int, default=0, help="only the first N folds (smoke runs)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--dump-embeddings", type=Path, help="write the model's embeddings as JSON")
+    args = parser.parse_args(argv)
+
+    pairs = read_pairs(args.lfw / "pairs.txt")
+    if args.limit_folds:
+        pairs = [p for p in pairs if p.fold < args.limit_folds]
+    names = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    fallbacks = 0
+    if args.model:
+        embeddings, fallbacks = model_embeddings(args.model, args.lfw, args.detector, names)
+        if args.dump_embeddings:
+            args.dump_embeddings.write_text(json.dumps({k: v.tolist() for k, v in embeddings.items()}))
+    else:
+        raw = json.loads(args.embeddings.read_text())
+        embeddings = {k: np.asarray(v, dtype=np.float64) for k, v in raw.items()}
+    result = evaluate(pairs, embeddings)
+    result.update(source=str(args.model or args.embeddings), images=len(names), no_face_fallbacks=fallbacks)
+    print(f"{result['source']}: LFW {result['pairs']} pairs, {len(names)} images "
+          f"({fallbacks} without a detected face, centre fallback)")
+    print(f"  10-fold accuracy {100 * result['accuracy_mean']:.2f}% "
+          f"+- {100 * result['accuracy_std']:.2f}")
+    print(f"  TAR {100 * result['tar_at_far_1e-3']:.2f}% at FAR=1e-3 "
+          f"(threshold {result['far_threshold']:.4f})")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
