@@ -1,16 +1,20 @@
 //! Benchmarks (not tests), each printing a Markdown report for docs/benchmarks.md:
 //! - `vargid-bench batching`: raw ONNX Runtime vs the service's dynamic batching;
 //! - `vargid-bench gallery`: search latency and recall, flat vs approximate, and
-//!   durable enrollments per second.
+//!   durable enrollments per second;
+//! - `vargid-bench lfw`: LFW View 2 embeddings through a running service, for
+//!   `python -m vargface.evaluate --embeddings`.
 
 mod batching;
 mod gallery;
+mod lfw;
 
 fn main() -> anyhow::Result<()> {
     let mut argv = std::env::args().skip(1);
     match argv.next().as_deref() {
         Some("batching") => batching::run(argv.collect()),
         Some("gallery") => gallery::run(argv.collect()),
-        _ => anyhow::bail!("usage: vargid-bench batching|gallery [options]"),
+        Some("lfw") => lfw::run(argv.collect()),
+        _ => anyhow::bail!("usage: vargid-bench batching|gallery|lfw [options]"),
     }
 }

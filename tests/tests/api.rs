@@ -300,7 +300,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         Code::InvalidArgument,
         &["image:", "1000 bytes", "112x112"],
     );
-    // An aligned crop of the wrong size, and a whole photo (detection not yet available).
+    // An aligned crop of the wrong size.
     let big = image::RgbImage::new(200, 150);
     let mut wrong_size = raw_image(&big);
     wrong_size.location = pb::FaceLocation::Aligned as i32;
@@ -312,15 +312,6 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
             .await,
         Code::InvalidArgument,
         &["images[0]", "112x112", "200x150"],
-    );
-    expect_status(
-        client
-            .embed(pb::EmbedRequest {
-                images: vec![jpeg_image(&big)],
-            })
-            .await,
-        Code::Unimplemented,
-        &["images[0]", "detection"],
     );
 
     // Empty identity id, missing images, missing image source.

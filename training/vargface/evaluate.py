@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW, help="LFW dir with images/ and pairs.txt")
     parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
     parser.add_argument("--limit-folds", type=int, default=0, help="only the first N folds (smoke runs)")
+    parser.add_argument("--pairs-per-fold", type=int, default=0,
+                        help="only the first N same and N different pairs of each fold (smoke runs)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--dump-embeddings", type=Path, help="write the model's embeddings as JSON")
     args = parser.parse_args(argv)
@@ -178,6 +180,15 @@ def main(argv: list[str] | None = None) -> int:
     pairs = read_pairs(args.lfw / "pairs.txt")
     if args.limit_folds:
         pairs = [p for p in pairs if p.fold < args.limit_folds]
+    if args.pairs_per_fold:
+        taken: dict[tuple[int, bool], int] = {}
+        kept = []
+        for p in pairs:
+            key = (p.fold, p.same)
+            if taken.get(key, 0) < args.pairs_per_fold:
+                taken[key] = taken.get(key, 0) + 1
+                kept.append(p)
+        pairs = kept
     names = sorted({p.first for p in pairs} | {p.second for p in pairs})
     fallbacks = 0
     if args.model:

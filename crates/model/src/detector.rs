@@ -282,7 +282,11 @@ mod tests {
 
     #[test]
     fn nms_keeps_the_best_of_overlapping_boxes() {
-        let kept = nms(vec![face(0.0, 0.6), face(1.0, 0.9), face(50.0, 0.7)], 0.3, 10);
+        let kept = nms(
+            vec![face(0.0, 0.6), face(1.0, 0.9), face(50.0, 0.7)],
+            0.3,
+            10,
+        );
         let xs: Vec<f32> = kept.iter().map(|f| f.bbox[0]).collect();
         assert_eq!(xs, vec![1.0, 50.0]);
     }

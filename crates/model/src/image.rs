@@ -51,7 +51,14 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageErro
             _ => Err(ImageError::UnsupportedFormat),
         }
     };
-    let (width, height) = reader(bytes)?.into_dimensions().map_err(classify)?;
+    let first = reader(bytes)?;
+    if first.format() == Some(ImageFormat::Jpeg) && !jpeg_is_complete(bytes) {
+        // The decoder would fill the missing rows with grey and report success.
+        return Err(ImageError::Corrupt(
+            "truncated JPEG: no end-of-image marker after the image data".into(),
+        ));
+    }
+    let (width, height) = first.into_dimensions().map_err(classify)?;
     check_pixels(width, height, limits)?;
 
     let mut decode_limits = Limits::default();
@@ -62,12 +69,20 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, ImageErro
     let mut decoder = reader(bytes)?.into_decoder().map_err(classify)?;
     decoder.set_limits(decode_limits).map_err(classify)?;
     // A missing or unreadable orientation tag means the pixels are upright.
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(classify)?;
     img.apply_orientation(orientation);
     Ok(img.into_rgb8())
+}
+
+/// Whether an end-of-image marker (FF D9) follows the first start-of-scan (FF DA).
+/// Inside entropy-coded data every FF byte is stuffed (FF 00), so FF D9 after the
+/// scan starts is the real end marker; thumbnails in EXIF come before the scan.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let Some(scan) = bytes.windows(2).position(|w| w == [0xff, 0xda]) else {
+        return false;
+    };
+    bytes[scan..].windows(2).any(|w| w == [0xff, 0xd9])
 }
 
 /// Wraps packed RGB8 pixels, checking that their length matches the stated size.
@@ -215,8 +230,8 @@ mod tests {
         use image::ImageEncoder;
         // A TIFF header with one IFD entry: Orientation (0x0112) = 6, "rotate 90 CW".
         let exif = [
-            b'I', b'I', 0x2a, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0,
-            0, 0, 0, 0,
+            b'I', b'I', 0x2a, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0,
+            0, 0,
         ];
         let img = RgbImage::from_fn(40, 20, |x, _| image::Rgb([if x < 20 { 0 } else { 255 }; 3]));
         let mut out = Vec::new();
@@ -230,6 +245,20 @@ mod tests {
         // Rotated clockwise: the image's left half (dark) is now the top.
         assert!(upright.get_pixel(10, 5).0[0] < 50);
         assert!(upright.get_pixel(10, 35).0[0] > 200);
+    }
+
+    #[test]
+    fn truncated_jpeg_is_corrupt() {
+        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 7]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Jpeg).unwrap();
+        let bytes = out.into_inner();
+        assert!(decode(&bytes, &DecodeLimits::default()).is_ok());
+        let err = decode(&bytes[..bytes.len() * 2 / 3], &DecodeLimits::default()).unwrap_err();
+        assert!(
+            matches!(&err, ImageError::Corrupt(m) if m.contains("truncated JPEG")),
+            "{err:?}"
+        );
     }
 
     #[test]

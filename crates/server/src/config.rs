@@ -284,7 +284,9 @@ impl Settings {
             return bad("detection.nms_threshold must be in [0, 1]");
         }
         if d.max_side < 32 || d.max_faces_per_image == 0 {
-            return bad("detection.max_side must be at least 32 and max_faces_per_image at least 1");
+            return bad(
+                "detection.max_side must be at least 32 and max_faces_per_image at least 1",
+            );
         }
         if !(-1.0..=1.0).contains(&self.gallery.match_threshold) {
             return bad("gallery.match_threshold must be a cosine similarity in [-1, 1]");

@@ -188,7 +188,10 @@ impl FacePipeline {
 
     /// The faces of each image, in request order; within an image, highest
     /// detector score first. Images are decoded and searched in parallel.
-    pub async fn embed(&self, images: Vec<ImageInput>) -> Result<Vec<Vec<FaceResult>>, PipelineError> {
+    pub async fn embed(
+        &self,
+        images: Vec<ImageInput>,
+    ) -> Result<Vec<Vec<FaceResult>>, PipelineError> {
         let count = images.len();
         // Room for one face per image is reserved before any work; faces beyond that
         // (group photos) are queued if there is room, else the request is refused.
@@ -246,7 +249,9 @@ impl Locator {
     fn locate(&self, image: ImageInput) -> Result<Vec<Located>, ImageFault> {
         let rgb = match image.source {
             ImageSource::Encoded(bytes) => img::decode(&bytes, &self.limits)?,
-            ImageSource::Raw { width, height, rgb } => img::from_raw(width, height, rgb, &self.limits)?,
+            ImageSource::Raw { width, height, rgb } => {
+                img::from_raw(width, height, rgb, &self.limits)?
+            }
         };
         let (w, h) = rgb.dimensions();
         let is_crop = w == CROP_SIZE && h == CROP_SIZE;
@@ -268,11 +273,14 @@ impl Locator {
                 Ok(vec![(whole, Ok(FaceCrop::from_aligned(rgb)?))])
             }
             Location::Landmarks(points) => {
+                // A face cut by the border has landmarks just outside the image (YuNet
+                // reports them so); far outside is a caller's mistake.
+                let (fw, fh) = (w as f32, h as f32);
                 if let Some((i, p)) = points.iter().enumerate().find(|(_, p)| {
-                    !(0.0..=w as f32).contains(&p[0]) || !(0.0..=h as f32).contains(&p[1])
+                    !(-fw..=2.0 * fw).contains(&p[0]) || !(-fh..=2.0 * fh).contains(&p[1])
                 }) {
                     return Err(ImageFault::Landmarks(format!(
-                        "point {i} ({}, {}) lies outside the {w}x{h} image",
+                        "point {i} ({}, {}) lies too far outside the {w}x{h} image",
                         p[0], p[1]
                     )));
                 }
@@ -288,7 +296,10 @@ impl Locator {
                     score: 1.0,
                     landmarks: Some(points),
                 };
-                Ok(vec![(face, align(&rgb, &points).ok_or(Rejection::Unalignable))])
+                Ok(vec![(
+                    face,
+                    align(&rgb, &points).ok_or(Rejection::Unalignable),
+                )])
             }
             Location::Auto | Location::Detect => {
                 let started = Instant::now();
@@ -301,9 +312,9 @@ impl Locator {
                 Ok(found
                     .into_iter()
                     .map(|f| {
-                        let verdict = self.gate(&f).and_then(|()| {
-                            align(&rgb, &f.landmarks).ok_or(Rejection::Unalignable)
-                        });
+                        let verdict = self
+                            .gate(&f)
+                            .and_then(|()| align(&rgb, &f.landmarks).ok_or(Rejection::Unalignable));
                         if let Err(reason) = &verdict {
                             metrics::face_rejected(reason);
                         }

@@ -47,7 +47,10 @@ pub fn image(field: &str, image: Option<pb::Image>) -> Result<ImageInput, Status
 }
 
 /// The five landmarks of FACE_LOCATION_LANDMARKS: finite pixel coordinates.
-fn landmarks(field: &str, given: Option<&pb::Landmarks>) -> Result<vargid_model::Landmarks, Status> {
+fn landmarks(
+    field: &str,
+    given: Option<&pb::Landmarks>,
+) -> Result<vargid_model::Landmarks, Status> {
     let points = given.map(|l| l.points.as_slice()).unwrap_or_default();
     if points.len() != 5 {
         return Err(Status::invalid_argument(format!(

@@ -63,7 +63,11 @@ impl FaceServiceImpl {
             .embed(vec![input])
             .await
             .map_err(|e| status::pipeline(e, |_| field.to_string()))?;
-        single_face(field, faces.into_iter().next().unwrap_or_default(), use_largest)
+        single_face(
+            field,
+            faces.into_iter().next().unwrap_or_default(),
+            use_largest,
+        )
     }
 
     /// Templates and identities over all galleries.
@@ -83,8 +87,7 @@ impl FaceServiceImpl {
 /// Otherwise INVALID_ARGUMENT saying what was found and what the caller can do.
 fn single_face(field: &str, faces: Vec<FaceResult>, use_largest: bool) -> Result<Vec<f32>, Status> {
     let found = faces.len();
-    let (usable, rejected): (Vec<_>, Vec<_>) =
-        faces.into_iter().partition(|f| f.embedding.is_ok());
+    let (usable, rejected): (Vec<_>, Vec<_>) = faces.into_iter().partition(|f| f.embedding.is_ok());
     if usable.is_empty() {
         return Err(Status::invalid_argument(match rejected.first() {
             None => format!("{field}: no face found in the image"),
@@ -265,12 +268,10 @@ impl FaceService for FaceServiceImpl {
                     if gallery.index.get(id).is_none() {
                         return Err(Status::not_found(format!("identity {id:?} not found")));
                     }
-                    let probe = self.one_face("probe", req.probe, req.use_largest_face).await?;
-                    gallery
-                        .index
-                        .verify(&probe, id)
-                        .map_err(status::index)?
-                        .0
+                    let probe = self
+                        .one_face("probe", req.probe, req.use_largest_face)
+                        .await?;
+                    gallery.index.verify(&probe, id).map_err(status::index)?.0
                 }
                 Some(pb::verify_request::Reference::Image(image)) => {
                     let inputs = vec![
@@ -287,11 +288,7 @@ impl FaceService for FaceServiceImpl {
                     let largest = req.use_largest_face;
                     let probe = single_face("probe", both.next().unwrap_or_default(), largest)?;
                     let other = single_face("image", both.next().unwrap_or_default(), largest)?;
-                    probe
-                        .iter()
-                        .zip(&other)
-                        .map(|(a, b)| a * b)
-                        .sum()
+                    probe.iter().zip(&other).map(|(a, b)| a * b).sum()
                 }
                 None => {
                     return Err(Status::invalid_argument(

@@ -1,0 +1,266 @@
+//! `vargid-bench lfw`: LFW View 2 through a running service. Every photo that
+//! pairs.txt names is sent as it is (JPEG bytes) to `Embed`; the service detects,
+//! aligns and embeds. The embeddings go to a JSON file that
+//! `python -m vargface.evaluate --embeddings FILE` scores with the same code that
+//! scores the model directly, so the two accuracies can be compared.
+//!
+//! The protocol choices match vargface.evaluate: the largest detected face (even
+//! one the quality gate refuses: it is re-sent with its landmarks, which skips the
+//! gate); the template centred in the photo when no face is found; and the
+//! embedding summed with that of the horizontally mirrored face (here: the
+//! mirrored photo aligned with the mirrored landmarks).
+//!
+//!     vargid-bench lfw --addr 127.0.0.1:50051 --lfw ../shared/data/lfw --out lfw.json
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
+use vargid_model::ARCFACE_TEMPLATE;
+use vargid_proto::v1 as pb;
+use vargid_proto::v1::face_service_client::FaceServiceClient;
+
+struct Args {
+    addr: String,
+    lfw: PathBuf,
+    out: PathBuf,
+    concurrency: usize,
+}
+
+fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
+    let mut args = Args {
+        addr: "127.0.0.1:50051".into(),
+        lfw: std::env::var_os("VARGID_LFW_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "../shared/data/lfw".into()),
+        out: "target/lfw-service-embeddings.json".into(),
+        concurrency: 16,
+    };
+    let mut it = argv.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--addr" => args.addr = value()?,
+            "--lfw" => args.lfw = value()?.into(),
+            "--out" => args.out = value()?.into(),
+            "--concurrency" => args.concurrency = value()?.parse()?,
+            other => bail!(
+                "unknown argument {other}; usage: vargid-bench lfw [--addr HOST:PORT] \
+                 [--lfw DIR] [--out FILE] [--concurrency N]"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+/// Image paths (relative to images/) named by pairs.txt, as vargface.evaluate names them.
+fn pair_images(pairs: &str) -> anyhow::Result<BTreeSet<String>> {
+    let name = |person: &str, n: &str| -> anyhow::Result<String> {
+        let n: u32 = n.parse().with_context(|| format!("image number {n:?}"))?;
+        Ok(format!("{person}/{person}_{n:04}.jpg"))
+    };
+    let mut out = BTreeSet::new();
+    for line in pairs.lines().skip(1) {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            [p, a, b] => {
+                out.insert(name(p, a)?);
+                out.insert(name(p, b)?);
+            }
+            [p, a, q, b] => {
+                out.insert(name(p, a)?);
+                out.insert(name(q, b)?);
+            }
+            [] => {}
+            other => bail!("pairs.txt: unexpected line {other:?}"),
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Tally {
+    detected: usize,
+    fallback: usize,
+    gated: usize,
+}
+
+type Landmarks = [[f32; 2]; 5];
+
+fn with_landmarks(source: pb::image::Source, marks: &Landmarks) -> pb::Image {
+    pb::Image {
+        source: Some(source),
+        location: pb::FaceLocation::Landmarks as i32,
+        landmarks: Some(pb::Landmarks {
+            points: marks
+                .iter()
+                .map(|p| pb::Point { x: p[0], y: p[1] })
+                .collect(),
+        }),
+    }
+}
+
+/// Mirrored landmarks of a mirrored photo: x -> w - 1 - x, and the subject's
+/// right and left swap places (eyes, mouth corners).
+fn mirrored(marks: &Landmarks, width: u32) -> Landmarks {
+    let m = |p: [f32; 2]| [width as f32 - 1.0 - p[0], p[1]];
+    [
+        m(marks[1]),
+        m(marks[0]),
+        m(marks[2]),
+        m(marks[4]),
+        m(marks[3]),
+    ]
+}
+
+async fn one_image(
+    client: &mut FaceServiceClient<Channel>,
+    path: &std::path::Path,
+) -> anyhow::Result<(Vec<f32>, Tally)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let rgb = image::load_from_memory(&bytes)?.into_rgb8();
+    let (w, h) = rgb.dimensions();
+    let mut tally = Tally::default();
+    let reply = client
+        .embed(pb::EmbedRequest {
+            images: vec![pb::Image {
+                source: Some(pb::image::Source::Encoded(bytes.clone())),
+                ..Default::default()
+            }],
+        })
+        .await?
+        .into_inner();
+    let faces = reply
+        .images
+        .into_iter()
+        .next()
+        .map(|i| i.faces)
+        .unwrap_or_default();
+    let largest = faces.into_iter().max_by(|a, b| {
+        let area = |f: &pb::FaceEmbedding| {
+            let b = f.face.as_ref().and_then(|f| f.r#box).unwrap_or_default();
+            b.width * b.height
+        };
+        area(a).total_cmp(&area(b))
+    });
+    let (marks, mut embedding): (Landmarks, Option<Vec<f32>>) = match largest {
+        Some(f) => {
+            tally.detected = 1;
+            let points = f
+                .face
+                .and_then(|f| f.landmarks)
+                .map(|l| l.points)
+                .unwrap_or_default();
+            if points.len() != 5 {
+                bail!("{}: a detected face without 5 landmarks", path.display());
+            }
+            let marks = std::array::from_fn(|i| [points[i].x, points[i].y]);
+            (marks, (!f.embedding.is_empty()).then_some(f.embedding))
+        }
+        None => {
+            tally.fallback = 1;
+            let (dx, dy) = ((w as f64 - 112.0) / 2.0, (h as f64 - 112.0) / 2.0);
+            let marks = ARCFACE_TEMPLATE.map(|p| [(p[0] + dx) as f32, (p[1] + dy) as f32]);
+            (marks, None)
+        }
+    };
+    let flipped = image::imageops::flip_horizontal(&rgb);
+    let mut images = vec![with_landmarks(
+        pb::image::Source::Raw(pb::RawImage {
+            width: w,
+            height: h,
+            rgb: flipped.into_raw(),
+        }),
+        &mirrored(&marks, w),
+    )];
+    if embedding.is_none() {
+        tally.gated = usize::from(tally.detected == 1);
+        images.push(with_landmarks(pb::image::Source::Encoded(bytes), &marks));
+    }
+    let reply = client
+        .embed(pb::EmbedRequest { images })
+        .await?
+        .into_inner();
+    let mut vectors = reply.images.into_iter().map(|i| {
+        i.faces
+            .into_iter()
+            .next()
+            .map(|f| f.embedding)
+            .unwrap_or_default()
+    });
+    let flip = vectors.next().unwrap_or_default();
+    if embedding.is_none() {
+        embedding = vectors.next();
+    }
+    let embedding = embedding.unwrap_or_default();
+    if embedding.is_empty() || flip.len() != embedding.len() {
+        bail!("{}: the service returned no embedding", path.display());
+    }
+    Ok((
+        embedding.iter().zip(&flip).map(|(a, b)| a + b).collect(),
+        tally,
+    ))
+}
+
+pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
+    let args = parse_args(argv)?;
+    let pairs = std::fs::read_to_string(args.lfw.join("pairs.txt"))
+        .with_context(|| format!("reading {}/pairs.txt", args.lfw.display()))?;
+    let names: Vec<String> = pair_images(&pairs)?.into_iter().collect();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let channel = Channel::from_shared(format!("http://{}", args.addr))?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", args.addr))?;
+        let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in names.iter().cloned() {
+            let mut client = FaceServiceClient::new(channel.clone())
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20);
+            let path = args.lfw.join("images").join(&name);
+            let limit = limit.clone();
+            tasks.spawn(async move {
+                let _slot = limit.acquire_owned().await;
+                (name, one_image(&mut client, &path).await)
+            });
+        }
+        let mut out = BTreeMap::new();
+        let mut total = Tally::default();
+        while let Some(done) = tasks.join_next().await {
+            let (name, result) = done?;
+            let (embedding, tally) = result?;
+            total.detected += tally.detected;
+            total.fallback += tally.fallback;
+            total.gated += tally.gated;
+            out.insert(name, embedding);
+            if out.len() % 1000 == 0 {
+                eprintln!("lfw: {} / {} images", out.len(), names.len());
+            }
+        }
+        let secs = started.elapsed().as_secs_f64();
+        if let Some(dir) = args.out.parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+        std::fs::write(&args.out, serde_json::to_vec(&out)?)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        println!(
+            "lfw: {} images through {} in {secs:.0} s ({:.1} images/s): {} with a detected \
+             face ({} of them below the quality gate, re-sent with their landmarks), {} \
+             without (centre fallback); embeddings in {}",
+            out.len(),
+            args.addr,
+            out.len() as f64 / secs,
+            total.detected,
+            total.gated,
+            total.fallback,
+            args.out.display()
+        );
+        Ok(())
+    })
+}
