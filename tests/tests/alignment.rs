@@ -58,7 +58,11 @@ fn rust_and_python_find_the_same_landmarks_and_crop() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut detector = detector();
     // Every 400th photo: different people, poses and backgrounds.
-    let photos: Vec<PathBuf> = common::lfw_photos().into_iter().step_by(400).take(12).collect();
+    let photos: Vec<PathBuf> = common::lfw_photos()
+        .into_iter()
+        .step_by(400)
+        .take(12)
+        .collect();
     assert!(photos.len() >= 10, "LFW photos not found");
     let mut worst_crop: f64 = 0.0;
     let mut worst_landmark: f32 = 0.0;
@@ -76,7 +80,12 @@ fn rust_and_python_find_the_same_landmarks_and_crop() {
         ]))
         .expect("json");
         let python_faces = python_faces.as_array().expect("list");
-        assert_eq!(faces.len(), python_faces.len(), "{}: face count", photo.display());
+        assert_eq!(
+            faces.len(),
+            python_faces.len(),
+            "{}: face count",
+            photo.display()
+        );
         for (rust, py) in faces.iter().zip(python_faces) {
             for (n, p) in rust.landmarks.iter().enumerate() {
                 for (k, v) in p.iter().enumerate() {
@@ -117,9 +126,17 @@ fn rust_and_python_find_the_same_landmarks_and_crop() {
         );
         worst_crop = worst_crop.max(diff);
     }
-    eprintln!("worst crop mean |diff| {worst_crop:.4}, worst landmark |diff| {worst_landmark:.4} px");
-    assert!(worst_crop < 1.0, "crops differ by {worst_crop} grey levels on average");
-    assert!(worst_landmark < 0.05, "landmarks differ by up to {worst_landmark} px");
+    eprintln!(
+        "worst crop mean |diff| {worst_crop:.4}, worst landmark |diff| {worst_landmark:.4} px"
+    );
+    assert!(
+        worst_crop < 1.0,
+        "crops differ by {worst_crop} grey levels on average"
+    );
+    assert!(
+        worst_landmark < 0.05,
+        "landmarks differ by up to {worst_landmark} px"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

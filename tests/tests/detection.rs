@@ -96,11 +96,11 @@ async fn group_photo_gives_one_result_per_face() {
             .unwrap()
             .to_string()
     };
-    for i in 0..2 {
+    for (i, person) in people.iter().enumerate().take(2) {
         client
             .enroll(pb::EnrollRequest {
                 identity_id: name(i),
-                images: vec![encoded(std::fs::read(&people[i]).unwrap())],
+                images: vec![encoded(std::fs::read(person).unwrap())],
                 // LFW photos may show someone in the background too.
                 use_largest_face: true,
                 ..Default::default()

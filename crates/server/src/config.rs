@@ -240,9 +240,10 @@ impl Settings {
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
-        // VARGID_CONFIG names the file itself and is not a setting.
+        // Settings are VARGID_<SECTION>__<KEY>; other VARGID_ variables (VARGID_CONFIG,
+        // the tools' VARGID_LFW_DIR, ...) are not settings and must not be refused.
         let vars: config::Map<String, String> = std::env::vars()
-            .filter(|(k, _)| k != CONFIG_FILE_VAR)
+            .filter(|(k, _)| k.starts_with("VARGID_") && k.contains("__"))
             .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("VARGID")
@@ -304,6 +305,14 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/vargid.example.toml");
         let from_file = Settings::load(Some(&path)).unwrap();
         assert_eq!(from_file, Settings::default());
+    }
+
+    #[test]
+    fn only_section_variables_are_settings() {
+        // The variable is unique to this test; no other test reads it.
+        std::env::set_var("VARGID_UNRELATED_DIR", "/somewhere");
+        assert_eq!(Settings::load(None).unwrap(), Settings::default());
+        std::env::remove_var("VARGID_UNRELATED_DIR");
     }
 
     #[test]
