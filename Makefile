@@ -5,13 +5,21 @@ CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps python-deps build run test test-rust test-python lint fmt bench clean
+.PHONY: deps python-deps deploy-deps build run test test-rust test-python lint fmt bench loadtest validate-deploy clean
 
 deps:
 	./scripts/install-deps.sh
 
 python-deps:
 	./scripts/setup-python.sh
+
+## What the deployment tests use: Go tools (kustomize, compose and Dockerfile checkers,
+## grpc-health-probe, ghz), the Kubernetes schemas, ONNX Runtime's CUDA build (staged
+## by the CUDA image test; about 1.8 GB of wheels, downloaded once).
+deploy-deps:
+	./scripts/install-go-tools.sh
+	./scripts/install-kubernetes-validate.sh
+	./scripts/install-ort-cuda.sh
 
 build: deps
 	$(CARGO) build --bins
@@ -21,7 +29,7 @@ run: build
 	$(CARGO) run --bin vargid
 
 ## Every test: Rust unit and end-to-end tests, Python tests, formatting and lints.
-test: deps python-deps
+test: deps python-deps deploy-deps
 	$(CARGO) build --bins
 	$(MAKE) lint
 	$(CARGO) test --workspace
@@ -31,6 +39,15 @@ test: deps python-deps
 bench: deps
 	$(CARGO) build --bins
 	$(CARGO) run --bin vargid-bench -- batching
+
+## Load test (not a test): ghz against Identify on a fresh local vargid, 30 s at
+## concurrency 16 with LFW photos (scripts/loadtest.sh; VARGID_LOADTEST_* to change).
+loadtest:
+	./scripts/loadtest.sh
+
+## Validate the Kubernetes manifests, docker-compose.yml and the Dockerfile (also a test).
+validate-deploy:
+	./scripts/validate-deploy.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -12,7 +12,7 @@ ORT_WHEEL="onnxruntime-${ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
 ORT_WHEEL_SHA256="5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f"
 ORT_DIR=".deps/onnxruntime-${ORT_VERSION}"
 
-APT_PACKAGES=(cmake g++ make libopenblas-dev python3 python3-pip unzip)
+APT_PACKAGES=(cmake g++ make libopenblas-dev python3 python3-pip python3-venv unzip)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
