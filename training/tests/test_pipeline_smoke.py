@@ -1,0 +1,48 @@
+"""Every training step end to end on a 200-image subset: prepare, teacher, two
+recursive distillation generations, export, LFW evaluation of teacher and student.
+
+A smoke run (a few steps), not training: it checks the commands fit together.
+Needs ../shared/data (or VARGID_FACES_DIR / VARGID_LFW_DIR) and the models that
+scripts/prepare-models.sh writes to .deps/models.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from vargface import distill, evaluate, prepare, teacher
+
+ROOT = Path(__file__).resolve().parents[2]
+FACES = Path(os.environ.get("VARGID_FACES_DIR", ROOT / "../shared/data/faces"))
+LFW = Path(os.environ.get("VARGID_LFW_DIR", ROOT / "../shared/data/lfw"))
+MODELS = ROOT / ".deps/models"
+
+pytestmark = pytest.mark.skipif(
+    not (FACES.is_dir() and LFW.is_dir() and (MODELS / "sface_2021dec_fp32.onnx").exists()),
+    reason="needs ../shared/data and scripts/prepare-models.sh",
+)
+
+
+def test_every_step_on_200_images(tmp_path):
+    archive = tmp_path / "prepared.zip"
+    assert prepare.main(["--faces", str(FACES), "--out", str(archive), "--limit", "200",
+                         "--detector", str(MODELS / "yunet_2023mar_fp32.onnx")]) == 0
+    assert teacher.main(["--prepared", str(archive), "--teacher", str(MODELS / "sface_2021dec_fp32.onnx")]) == 0
+
+    gen1, gen2 = tmp_path / "gen1", tmp_path / "gen2"
+    common = ["--prepared", str(archive), "--epochs", "0.1", "--batch-size", "16", "--warmup-steps", "1"]
+    assert distill.main(common + ["--out", str(gen1)]) == 0
+    # Resuming a finished run changes nothing and still exports.
+    assert distill.main(common + ["--out", str(gen1), "--resume"]) == 0
+    assert distill.main(common + ["--out", str(gen2), "--init", str(gen1 / "student.onnx")]) == 0
+    assert json.loads((gen2 / "run.json").read_text())["generation"] == 2
+
+    for model in (MODELS / "sface_2021dec_fp32.onnx", gen2 / "student.onnx"):
+        figures = tmp_path / f"{model.parent.name}.json"
+        assert evaluate.main(["--model", str(model), "--lfw", str(LFW), "--limit-folds", "2",
+                              "--pairs-per-fold", "10", "--json", str(figures),
+                              "--detector", str(MODELS / "yunet_2023mar_fp32.onnx")]) == 0
+        result = json.loads(figures.read_text())
+        assert result["pairs"] == 40 and 0.0 <= result["accuracy_mean"] <= 1.0
