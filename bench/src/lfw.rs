@@ -7,8 +7,10 @@
 //! The protocol choices match vargface.evaluate: the largest detected face (even
 //! one the quality gate refuses: it is re-sent with its landmarks, which skips the
 //! gate); the template centred in the photo when no face is found; and the
-//! embedding summed with that of the horizontally mirrored face (here: the
-//! mirrored photo aligned with the mirrored landmarks).
+//! embedding summed with that of the horizontally mirrored aligned crop. The
+//! service only aligns what it is sent, so the client sends the mirrored photo with
+//! landmarks chosen to make the service's alignment exactly the mirror of the
+//! first crop (see `mirror_landmarks`).
 //!
 //!     vargid-bench lfw --addr 127.0.0.1:50051 --lfw ../shared/data/lfw --out lfw.json
 
@@ -20,7 +22,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
-use vargid_model::ARCFACE_TEMPLATE;
+use vargid_model::align::{alignment_transform, Affine};
+use vargid_model::{ARCFACE_TEMPLATE, CROP_SIZE};
 use vargid_proto::v1 as pb;
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 
@@ -103,17 +106,31 @@ fn with_landmarks(source: pb::image::Source, marks: &Landmarks) -> pb::Image {
     }
 }
 
-/// Mirrored landmarks of a mirrored photo: x -> w - 1 - x, and the subject's
-/// right and left swap places (eyes, mouth corners).
-fn mirrored(marks: &Landmarks, width: u32) -> Landmarks {
-    let m = |p: [f32; 2]| [width as f32 - 1.0 - p[0], p[1]];
-    [
-        m(marks[1]),
-        m(marks[0]),
-        m(marks[2]),
-        m(marks[4]),
-        m(marks[3]),
-    ]
+/// Landmarks for the mirrored photo whose alignment is exactly the mirror of the
+/// crop aligned from `marks` in the original.
+///
+/// With M the original's alignment, the wanted one is M' = Fc·M·Fi (Fi mirrors the
+/// photo, x -> w-1-x; Fc the crop, x -> 111-x): a similarity, since the two
+/// reflections cancel. The points M'^-1(template) fit it with zero residual, so the
+/// service's least-squares fit recovers M' itself.
+fn mirror_landmarks(marks: &Landmarks, width: u32) -> Option<Landmarks> {
+    let m: Affine = alignment_transform(marks)?;
+    let (w, c) = (f64::from(width) - 1.0, f64::from(CROP_SIZE) - 1.0);
+    let (a, b, tx) = (m[0][0], m[0][1], m[0][2]);
+    let (d, e, ty) = (m[1][0], m[1][1], m[1][2]);
+    // M'(x, y) = Fc(M(w - x, y)).
+    let mp = [[a, -b, c - (a * w + tx)], [-d, e, d * w + ty]];
+    let det = mp[0][0] * mp[1][1] - mp[0][1] * mp[1][0];
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    Some(ARCFACE_TEMPLATE.map(|t| {
+        let (u, v) = (t[0] - mp[0][2], t[1] - mp[1][2]);
+        [
+            ((mp[1][1] * u - mp[0][1] * v) / det) as f32,
+            ((-mp[1][0] * u + mp[0][0] * v) / det) as f32,
+        ]
+    }))
 }
 
 async fn one_image(
@@ -174,7 +191,8 @@ async fn one_image(
             height: h,
             rgb: flipped.into_raw(),
         }),
-        &mirrored(&marks, w),
+        &mirror_landmarks(&marks, w)
+            .with_context(|| format!("{}: degenerate landmarks", path.display()))?,
     )];
     if embedding.is_none() {
         tally.gated = usize::from(tally.detected == 1);
@@ -263,4 +281,39 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrored_landmarks_give_the_mirrored_crop() {
+        let img = image::RgbImage::from_fn(250, 230, |x, y| {
+            image::Rgb([(x * 7 % 251) as u8, (y * 13 % 247) as u8, ((x + y) % 256) as u8])
+        });
+        let marks: Landmarks = [
+            [101.8, 110.1],
+            [150.1, 111.3],
+            [127.7, 137.4],
+            [101.8, 156.1],
+            [145.8, 158.1],
+        ];
+        let crop = vargid_model::align(&img, &marks).unwrap();
+        let mirrored_photo = image::imageops::flip_horizontal(&img);
+        let mirrored = mirror_landmarks(&marks, img.width()).unwrap();
+        let flipped = vargid_model::align(&mirrored_photo, &mirrored).unwrap();
+        let side = CROP_SIZE as usize;
+        let mut worst = 0u8;
+        for y in 0..side {
+            for x in 0..side {
+                for c in 0..3 {
+                    let a = crop.rgb()[(y * side + x) * 3 + c];
+                    let b = flipped.rgb()[(y * side + side - 1 - x) * 3 + c];
+                    worst = worst.max(a.abs_diff(b));
+                }
+            }
+        }
+        assert!(worst <= 1, "mirrored crop differs by up to {worst}");
+    }
 }
