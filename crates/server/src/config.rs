@@ -17,6 +17,7 @@ pub struct Settings {
     pub detection: DetectionSettings,
     pub gallery: GallerySettings,
     pub limits: LimitSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
 }
 
@@ -121,6 +122,16 @@ pub struct LimitSettings {
     pub max_images_per_request: usize,
     /// Largest top_k of Identify.
     pub max_top_k: usize,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// TOML file of API keys (id, sha256 of the key, role, galleries); re-read when
+    /// it changes. Empty: no keys, open access, allowed only on a loopback address.
+    pub keys_file: String,
+    /// Serve without keys on a non-loopback address anyway (logged as a warning).
+    pub allow_unauthenticated_remote: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -287,6 +298,15 @@ impl Settings {
         if d.max_side < 32 || d.max_faces_per_image == 0 {
             return bad(
                 "detection.max_side must be at least 32 and max_faces_per_image at least 1",
+            );
+        }
+        if self.auth.keys_file.is_empty()
+            && !self.server.listen.ip().is_loopback()
+            && !self.auth.allow_unauthenticated_remote
+        {
+            return bad(
+                "no API keys (auth.keys_file) on a non-loopback address: configure keys, or set \
+                 auth.allow_unauthenticated_remote = true to serve everyone",
             );
         }
         if !(-1.0..=1.0).contains(&self.gallery.match_threshold) {

@@ -1,6 +1,7 @@
 //! The vargid server: settings, the batching engine, the face pipeline, the gRPC
 //! service, metrics, logging and shutdown. `main.rs` only parses arguments.
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod engine;

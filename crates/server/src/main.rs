@@ -6,11 +6,20 @@ use anyhow::{bail, Context};
 use vargid_server::config::{Settings, CONFIG_FILE_VAR};
 use vargid_server::{server, shutdown, telemetry};
 
-const USAGE: &str = "usage: vargid [--config FILE]\n\
+const USAGE: &str = "usage: vargid [--config FILE] | vargid hash-key < KEY\n\
     Settings: built-in defaults, then FILE (or $VARGID_CONFIG), then VARGID_<SECTION>__<KEY>\n\
     environment variables. See config/vargid.example.toml.";
 
 fn main() -> anyhow::Result<()> {
+    // `vargid hash-key`: the keys file's sha256 of a key read from stdin.
+    if std::env::args().nth(1).as_deref() == Some("hash-key") {
+        let mut key = String::new();
+        std::io::stdin()
+            .read_line(&mut key)
+            .context("reading the key from stdin")?;
+        println!("{}", vargid_server::auth::key_digest_hex(&key));
+        return Ok(());
+    }
     let config_file = parse_args()?;
     let settings = Settings::load(config_file.as_deref())?;
     telemetry::init_logging(&settings.log);

@@ -15,6 +15,7 @@ use vargid_model::{
 };
 use vargid_proto::v1::face_service_server::FaceServiceServer;
 
+use crate::auth::Authenticator;
 use crate::config::Settings;
 use crate::engine::{Engine, EngineConfig};
 use crate::faces::{FacePipeline, FaceRules};
@@ -211,6 +212,27 @@ pub async fn run(
         max_faces_per_image: d.max_faces_per_image,
     };
     let pipeline = FacePipeline::new(engine, limits, budget.preprocess, detectors, rules);
+    let auth = Arc::new(
+        Authenticator::load(
+            (!settings.auth.keys_file.is_empty())
+                .then(|| std::path::Path::new(&settings.auth.keys_file)),
+        )
+        .context("loading API keys")?,
+    );
+    if auth.is_open() {
+        if settings.server.listen.ip().is_loopback() {
+            tracing::info!("no API keys configured: open access, on loopback only");
+        } else {
+            tracing::warn!(
+                listen = %settings.server.listen,
+                "no API keys configured and not on loopback: ANYONE who reaches this port \
+                 can read, enroll and delete (auth.allow_unauthenticated_remote = true)"
+            );
+        }
+    } else {
+        tracing::info!(keys = auth.key_count(), file = %settings.auth.keys_file, "API keys loaded");
+        auth.watch(Duration::from_secs(2));
+    }
     let service = FaceServiceImpl::new(
         pipeline,
         galleries.clone(),
@@ -220,6 +242,7 @@ pub async fn run(
             default_index: settings.gallery.index.clone(),
             match_threshold: settings.gallery.match_threshold,
         },
+        auth,
     );
     let face_service = FaceServiceServer::new(service)
         .max_decoding_message_size(settings.server.max_message_bytes);

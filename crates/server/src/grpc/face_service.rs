@@ -11,6 +11,7 @@ use vargid_proto::v1::face_service_server::FaceService;
 use vargid_store::{Applied, Change};
 
 use super::{convert, status};
+use crate::auth::{Authenticator, Caller, Role};
 use crate::clock::now_unix_ms;
 use crate::faces::{FacePipeline, FaceResult};
 use crate::galleries::{Galleries, LiveGallery};
@@ -33,17 +34,31 @@ pub struct FaceServiceImpl {
     pipeline: FacePipeline,
     galleries: Arc<Galleries>,
     limits: ServiceLimits,
+    auth: Arc<Authenticator>,
 }
 
 impl FaceServiceImpl {
-    pub fn new(pipeline: FacePipeline, galleries: Arc<Galleries>, limits: ServiceLimits) -> Self {
+    pub fn new(
+        pipeline: FacePipeline,
+        galleries: Arc<Galleries>,
+        limits: ServiceLimits,
+        auth: Arc<Authenticator>,
+    ) -> Self {
         let service = Self {
             pipeline,
             galleries,
             limits,
+            auth,
         };
         service.record_gallery_size();
         service
+    }
+
+    /// The authenticated caller, if its key has `role` (see `auth` for the codes).
+    fn admit<T>(&self, request: &Request<T>, method: &str, role: Role) -> Result<Caller, Status> {
+        let caller = self.auth.authenticate(request.metadata())?;
+        caller.require(method, role)?;
+        Ok(caller)
     }
 
     fn gallery(&self, name: &str) -> Result<Arc<LiveGallery>, Status> {
@@ -143,7 +158,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         observed("Enroll", async {
+            let caller = self.admit(&request, "Enroll", Role::Write)?;
             let req = request.into_inner();
+            caller.gallery(&req.gallery)?;
             let identity_id = convert::identity_id("identity_id", &req.identity_id)?;
             // Refuse an unknown gallery before spending inference.
             let gallery = self.gallery(&req.gallery)?;
@@ -181,6 +198,7 @@ impl FaceService for FaceServiceImpl {
             };
             self.record_gallery_size();
             tracing::info!(gallery = %gallery.record.name, identity_id, faces = faces.len(), created, "enrolled");
+            tracing::info!(target: "vargid::audit", action = "enroll", key_id = caller.name(), gallery = %gallery.record.name, identity_id, face_ids = ?faces.iter().map(|f| f.face_id).collect::<Vec<_>>());
             Ok(pb::EnrollResponse {
                 identity_id: identity_id.to_string(),
                 created,
@@ -196,7 +214,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::IdentifyRequest>,
     ) -> Result<Response<pb::IdentifyResponse>, Status> {
         observed("Identify", async {
+            let caller = self.admit(&request, "Identify", Role::Read)?;
             let req = request.into_inner();
+            caller.gallery(&req.gallery)?;
             let top_k = match req.top_k as usize {
                 0 => 1,
                 k if k > self.limits.max_top_k => {
@@ -257,7 +277,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         observed("Verify", async {
+            let caller = self.admit(&request, "Verify", Role::Read)?;
             let req = request.into_inner();
+            caller.gallery(&req.gallery)?;
             let gallery = self.gallery(&req.gallery)?;
             let threshold =
                 convert::threshold("threshold", req.threshold, gallery.record.match_threshold)?;
@@ -310,6 +332,7 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::EmbedRequest>,
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         observed("Embed", async {
+            self.admit(&request, "Embed", Role::Read)?;
             let req = request.into_inner();
             let inputs = convert::images("images", req.images, self.limits.max_images_per_request)?;
             let per_image = self
@@ -340,7 +363,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::DeleteIdentityRequest>,
     ) -> Result<Response<pb::DeleteIdentityResponse>, Status> {
         observed("DeleteIdentity", async {
+            let caller = self.admit(&request, "DeleteIdentity", Role::Write)?;
             let req = request.into_inner();
+            caller.gallery(&req.gallery)?;
             let id = convert::identity_id("identity_id", &req.identity_id)?;
             let gallery = self.gallery(&req.gallery)?;
             let applied = self
@@ -357,6 +382,7 @@ impl FaceService for FaceServiceImpl {
             };
             self.record_gallery_size();
             tracing::info!(gallery = %gallery.record.name, identity_id = id, faces = deleted, "deleted");
+            tracing::info!(target: "vargid::audit", action = "delete", key_id = caller.name(), gallery = %gallery.record.name, identity_id = id, faces = deleted);
             Ok(pb::DeleteIdentityResponse {
                 deleted_faces: u32::try_from(deleted).unwrap_or(u32::MAX),
             })
@@ -369,7 +395,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::GetIdentityRequest>,
     ) -> Result<Response<pb::Identity>, Status> {
         observed("GetIdentity", async {
+            let caller = self.admit(&request, "GetIdentity", Role::Read)?;
             let req = request.into_inner();
+            caller.gallery(&req.gallery)?;
             let id = convert::identity_id("identity_id", &req.identity_id)?;
             self.gallery(&req.gallery)?
                 .index
@@ -385,7 +413,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::ListIdentitiesRequest>,
     ) -> Result<Response<pb::ListIdentitiesResponse>, Status> {
         observed("ListIdentities", async {
+            let caller = self.admit(&request, "ListIdentities", Role::Read)?;
             let req = request.into_inner();
+            caller.gallery(&req.gallery)?;
             let page_size = convert::page_size(req.page_size)?;
             let after = convert::page_token(&req.page_token)?;
             let page = self
@@ -403,11 +433,20 @@ impl FaceService for FaceServiceImpl {
 
     async fn get_service_info(
         &self,
-        _request: Request<pb::GetServiceInfoRequest>,
+        request: Request<pb::GetServiceInfoRequest>,
     ) -> Result<Response<pb::ServiceInfo>, Status> {
         observed("GetServiceInfo", async {
+            let caller = self.admit(&request, "GetServiceInfo", Role::Read)?;
             let info = self.pipeline.engine().model_info();
-            let (faces, identities) = self.totals();
+            // Only the galleries this key may see are counted.
+            let (faces, identities) = self
+                .galleries
+                .list()
+                .iter()
+                .filter(|g| caller.sees(&g.record.name))
+                .fold((0, 0), |(f, i), g| {
+                    (f + g.index.face_count(), i + g.index.identity_count())
+                });
             Ok(pb::ServiceInfo {
                 model_name: info.name.clone(),
                 model_version: info.version.clone(),
@@ -429,7 +468,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::CreateGalleryRequest>,
     ) -> Result<Response<pb::GalleryInfo>, Status> {
         observed("CreateGallery", async {
+            let caller = self.admit(&request, "CreateGallery", Role::Admin)?;
             let req = request.into_inner();
+            caller.gallery(&req.name)?;
             let index = if req.index.is_empty() {
                 self.limits.default_index.clone()
             } else {
@@ -453,14 +494,16 @@ impl FaceService for FaceServiceImpl {
 
     async fn list_galleries(
         &self,
-        _request: Request<pb::ListGalleriesRequest>,
+        request: Request<pb::ListGalleriesRequest>,
     ) -> Result<Response<pb::ListGalleriesResponse>, Status> {
         observed("ListGalleries", async {
+            let caller = self.admit(&request, "ListGalleries", Role::Read)?;
             Ok(pb::ListGalleriesResponse {
                 galleries: self
                     .galleries
                     .list()
                     .iter()
+                    .filter(|g| caller.sees(&g.record.name))
                     .map(|g| convert::gallery_info(g))
                     .collect(),
             })
@@ -473,7 +516,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::DropGalleryRequest>,
     ) -> Result<Response<pb::DropGalleryResponse>, Status> {
         observed("DropGallery", async {
+            let caller = self.admit(&request, "DropGallery", Role::Admin)?;
             let req = request.into_inner();
+            caller.gallery(&req.name)?;
             self.galleries
                 .drop_gallery(&req.name)
                 .await
@@ -490,7 +535,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::ExportGalleryRequest>,
     ) -> Result<Response<pb::ExportGalleryResponse>, Status> {
         observed("ExportGallery", async {
+            let caller = self.admit(&request, "ExportGallery", Role::Admin)?;
             let req = request.into_inner();
+            caller.gallery(&req.gallery)?;
             let page_size = convert::page_size(req.page_size)?;
             let after = convert::page_token(&req.page_token)?;
             let gallery = self.gallery(&req.gallery)?;
@@ -519,7 +566,9 @@ impl FaceService for FaceServiceImpl {
         request: Request<pb::ImportGalleryRequest>,
     ) -> Result<Response<pb::ImportGalleryResponse>, Status> {
         observed("ImportGallery", async {
+            let caller = self.admit(&request, "ImportGallery", Role::Admin)?;
             let req = request.into_inner();
+            caller.gallery(&req.gallery)?;
             let gallery = self.gallery(&req.gallery)?;
             let model = req.model.ok_or_else(|| {
                 Status::invalid_argument("model: required (as ExportGalleryResponse.model)")
