@@ -37,6 +37,13 @@ pub struct ServerSettings {
     pub max_message_bytes: usize,
     /// Longest graceful shutdown waits for in-flight requests.
     pub shutdown_grace_ms: u64,
+    /// PEM certificate chain and private key: serve gRPC over TLS (rustls).
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// PEM CA certificates: require and verify client certificates (mutual TLS).
+    pub tls_client_ca: String,
+    /// Serve plaintext on a non-loopback address anyway (logged as a warning).
+    pub allow_plaintext_remote: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -152,6 +159,10 @@ impl Default for ServerSettings {
             max_in_flight_per_connection: 512,
             max_message_bytes: 32 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
+            allow_plaintext_remote: false,
         }
     }
 }
@@ -298,6 +309,19 @@ impl Settings {
         if d.max_side < 32 || d.max_faces_per_image == 0 {
             return bad(
                 "detection.max_side must be at least 32 and max_faces_per_image at least 1",
+            );
+        }
+        let s = &self.server;
+        if s.tls_cert.is_empty() != s.tls_key.is_empty() {
+            return bad("server.tls_cert and server.tls_key go together");
+        }
+        if !s.tls_client_ca.is_empty() && s.tls_cert.is_empty() {
+            return bad("server.tls_client_ca (mutual TLS) needs server.tls_cert and tls_key");
+        }
+        if s.tls_cert.is_empty() && !s.listen.ip().is_loopback() && !s.allow_plaintext_remote {
+            return bad(
+                "plaintext gRPC on a non-loopback address: set server.tls_cert and tls_key, or \
+                 server.allow_plaintext_remote = true behind a TLS-terminating proxy",
             );
         }
         if self.auth.keys_file.is_empty()

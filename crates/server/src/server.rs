@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceBuilder;
 use vargid_model::{
@@ -266,9 +267,23 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {}", settings.server.listen))?;
     let grpc_addr = listener.local_addr()?;
+    let tls = tls_config(&settings)?;
+    let transport = match (&tls, settings.server.tls_client_ca.is_empty()) {
+        (None, _) => "plaintext",
+        (Some(_), true) => "tls",
+        (Some(_), false) => "mtls",
+    };
+    if tls.is_none() && !grpc_addr.ip().is_loopback() {
+        tracing::warn!(
+            listen = %grpc_addr,
+            "PLAINTEXT gRPC on a non-loopback address (server.allow_plaintext_remote): \
+             requests, keys and face images cross the network unencrypted"
+        );
+    }
     tracing::info!(
         grpc = %grpc_addr,
         metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+        transport,
         "vargid listening"
     );
 
@@ -278,7 +293,11 @@ pub async fn run(
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("TLS configuration")?;
+    }
+    let server = builder
         .timeout(Duration::from_millis(settings.server.request_timeout_ms))
         .load_shed(true)
         .concurrency_limit_per_connection(settings.server.max_in_flight_per_connection)
@@ -326,6 +345,22 @@ pub async fn run(
     galleries.write_snapshots();
     tracing::info!("vargid stopped");
     Ok(())
+}
+
+/// The TLS settings from `server.tls_*`, if any: the server's identity, and the CA
+/// that client certificates must chain to for mutual TLS.
+fn tls_config(settings: &Settings) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let s = &settings.server;
+    if s.tls_cert.is_empty() {
+        return Ok(None);
+    }
+    let read = |path: &str| std::fs::read(path).with_context(|| format!("reading {path}"));
+    let mut tls =
+        ServerTlsConfig::new().identity(Identity::from_pem(read(&s.tls_cert)?, read(&s.tls_key)?));
+    if !s.tls_client_ca.is_empty() {
+        tls = tls.client_ca_root(Certificate::from_pem(read(&s.tls_client_ca)?));
+    }
+    Ok(Some(tls))
 }
 
 /// Serves `GET /metrics` in the Prometheus text format; returns the bound address.
