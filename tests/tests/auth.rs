@@ -72,9 +72,10 @@ enum Rpc {
     DropGallery,
     ExportGallery,
     ImportGallery,
+    CompactStorage,
 }
 
-const ALL: [Rpc; 13] = [
+const ALL: [Rpc; 14] = [
     Rpc::Enroll,
     Rpc::Identify,
     Rpc::Verify,
@@ -88,6 +89,7 @@ const ALL: [Rpc; 13] = [
     Rpc::DropGallery,
     Rpc::ExportGallery,
     Rpc::ImportGallery,
+    Rpc::CompactStorage,
 ];
 
 impl Rpc {
@@ -95,16 +97,21 @@ impl Rpc {
     fn role(self) -> &'static str {
         match self {
             Rpc::Enroll | Rpc::DeleteIdentity => "write",
-            Rpc::CreateGallery | Rpc::DropGallery | Rpc::ExportGallery | Rpc::ImportGallery => {
-                "admin"
-            }
+            Rpc::CreateGallery
+            | Rpc::DropGallery
+            | Rpc::ExportGallery
+            | Rpc::ImportGallery
+            | Rpc::CompactStorage => "admin",
             _ => "read",
         }
     }
 
     /// Whether the RPC names a gallery.
     fn scoped(self) -> bool {
-        !matches!(self, Rpc::Embed | Rpc::GetServiceInfo | Rpc::ListGalleries)
+        !matches!(
+            self,
+            Rpc::Embed | Rpc::GetServiceInfo | Rpc::ListGalleries | Rpc::CompactStorage
+        )
     }
 }
 
@@ -227,6 +234,10 @@ async fn call(
                 },
                 key,
             ))
+            .await
+            .map(|_| ()),
+        Rpc::CompactStorage => client
+            .compact_storage(with_key(pb::CompactStorageRequest {}, key))
             .await
             .map(|_| ()),
     };

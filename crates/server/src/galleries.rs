@@ -170,6 +170,20 @@ impl Galleries {
         Ok(())
     }
 
+    /// Erasure: after deletions, no file under the data directory keeps the deleted
+    /// templates. The database is vacuumed and its WAL emptied; index snapshots, which
+    /// may predate the deletions, are removed (the next clean shutdown writes them
+    /// again from the live indexes, which no longer hold those templates).
+    pub async fn compact(&self) -> Result<(), GalleryError> {
+        self.store.compact().await?;
+        if let Ok(entries) = std::fs::read_dir(&self.snapshots) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
     /// Applies a change durably; the index reflects it when this returns.
     pub async fn apply(&self, change: Change) -> Result<Applied, GalleryError> {
         Ok(self.store.apply(change).await?)

@@ -62,6 +62,11 @@ impl Store {
         self.writer.apply(change).await
     }
 
+    /// Erases deleted records' bytes from the database files (see `Writer::compact`).
+    pub async fn compact(&self) -> Result<(), StoreError> {
+        self.writer.compact().await
+    }
+
     /// One gallery's record, if it exists.
     pub fn gallery(&self, name: &str) -> Result<Option<GalleryRecord>, StoreError> {
         reader::gallery(&self.conn(), name)

@@ -20,8 +20,14 @@ struct Pending {
     reply: oneshot::Sender<Result<Applied, StoreError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Job {
+    Change(Pending),
+    Compact(oneshot::Sender<Result<(), StoreError>>),
+}
+
 pub struct Writer {
-    queue: Sender<Pending>,
+    queue: Sender<Job>,
 }
 
 impl Writer {
@@ -37,27 +43,63 @@ impl Writer {
     pub async fn apply(&self, change: Change) -> Result<Applied, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.queue
-            .send(Pending { change, reply })
+            .send(Job::Change(Pending { change, reply }))
+            .map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Erases what deletions left on disk: VACUUM rewrites the database without free
+    /// pages, and a truncating checkpoint empties the WAL, which still holds the pages
+    /// as they were before the deletions. Runs between commits.
+    pub async fn compact(&self) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Job::Compact(reply))
             .map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 }
 
-fn run(mut conn: Connection, queue: Receiver<Pending>, hook: CommitHook) {
+fn compact(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("VACUUM")?;
+    let (busy, _, _): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    if busy != 0 {
+        return Err(StoreError::Database(
+            "compaction: a reader kept the WAL from being emptied; try again".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn run(mut conn: Connection, queue: Receiver<Job>, hook: CommitHook) {
     while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(p) => group.push(p),
-                Err(_) => break,
+        let (mut group, mut compactions) = (Vec::new(), Vec::new());
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Change(p) => group.push(p),
+                Job::Compact(reply) => compactions.push(reply),
+            }
+            if group.len() < MAX_GROUP {
+                next = queue.try_recv().ok();
             }
         }
-        let results = commit_group(&mut conn, &group);
-        for (pending, result) in group.into_iter().zip(results) {
-            if let Ok(applied) = &result {
-                hook(applied);
+        if !group.is_empty() {
+            let results = commit_group(&mut conn, &group);
+            for (pending, result) in group.into_iter().zip(results) {
+                if let Ok(applied) = &result {
+                    hook(applied);
+                }
+                let _ = pending.reply.send(result);
             }
-            let _ = pending.reply.send(result);
+        }
+        // After the group's commit, so a deletion queued before the compaction is
+        // erased by it.
+        for reply in compactions {
+            let _ = reply.send(compact(&conn));
         }
     }
 }

@@ -612,4 +612,17 @@ impl FaceService for FaceServiceImpl {
         })
         .await
     }
+
+    async fn compact_storage(
+        &self,
+        request: Request<pb::CompactStorageRequest>,
+    ) -> Result<Response<pb::CompactStorageResponse>, Status> {
+        observed("CompactStorage", async {
+            let caller = self.admit(&request, "CompactStorage", Role::Admin)?;
+            self.galleries.compact().await.map_err(status::gallery)?;
+            tracing::info!(target: "vargid::audit", action = "compact", key_id = caller.name());
+            Ok(pb::CompactStorageResponse {})
+        })
+        .await
+    }
 }
