@@ -58,6 +58,10 @@ struct KeyConfig {
     role: Role,
     /// Gallery names, or ["*"] for all.
     galleries: Vec<String>,
+    /// Sustained requests per second this key may make (bursts up to the same number);
+    /// absent: no limit.
+    #[serde(default)]
+    requests_per_second: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,12 +77,14 @@ enum Scope {
     Only(BTreeSet<String>),
 }
 
-#[derive(Debug, Clone)]
+type Limiter = governor::DefaultDirectRateLimiter;
+
 struct Key {
     id: String,
     digest: [u8; 32],
     role: Role,
     scope: Scope,
+    limit: Option<(u32, Limiter)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +153,15 @@ impl Caller {
             gallery
         };
         Err(Status::not_found(format!("gallery {name:?} not found")))
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .finish()
     }
 }
 
@@ -249,6 +264,15 @@ impl Authenticator {
             }
         }
         let key = found.ok_or_else(|| Status::unauthenticated("unknown API key"))?;
+        if let Some((per_second, limiter)) = &key.limit {
+            if limiter.check().is_err() {
+                return Err(Status::resource_exhausted(format!(
+                    "rate limit: API key {:?} may make {per_second} requests per second; \
+                     retry with backoff",
+                    key.id
+                )));
+            }
+        }
         Ok(Caller {
             key_id: Some(key.id.clone()),
             role: key.role,
@@ -305,11 +329,27 @@ fn read_keys(path: &Path) -> Result<Vec<Key>, AuthError> {
             } else {
                 Scope::Only(k.galleries.into_iter().collect())
             };
+            let limit = match k.requests_per_second {
+                None => None,
+                Some(n) => {
+                    let per_second = std::num::NonZeroU32::new(n).ok_or_else(|| {
+                        bad(format!(
+                            "key {:?}: requests_per_second must be at least 1",
+                            k.id
+                        ))
+                    })?;
+                    Some((
+                        n,
+                        governor::RateLimiter::direct(governor::Quota::per_second(per_second)),
+                    ))
+                }
+            };
             Ok(Key {
                 id: k.id,
                 digest,
                 role: k.role,
                 scope,
+                limit,
             })
         })
         .collect()
@@ -358,6 +398,24 @@ mod tests {
             auth.authenticate(&MetadataMap::new()).unwrap_err().code(),
             tonic::Code::Unauthenticated
         );
+    }
+
+    #[test]
+    fn rate_limit_per_key() {
+        let body = format!(
+            "[[keys]]\nid = \"slow\"\nsha256 = \"{}\"\nrole = \"read\"\ngalleries = [\"*\"]\nrequests_per_second = 3\n",
+            key_digest_hex("slow-key")
+        );
+        let auth = Authenticator::load(Some(&keys_file(&body))).unwrap();
+        let codes: Vec<_> = (0..10)
+            .map(|_| {
+                auth.authenticate(&bearer("slow-key"))
+                    .map(|_| ())
+                    .map_err(|s| s.code())
+            })
+            .collect();
+        assert_eq!(codes.iter().filter(|c| c.is_ok()).count(), 3, "{codes:?}");
+        assert!(codes.contains(&Err(tonic::Code::ResourceExhausted)));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
     /// Requests handled at once on one connection.
     pub max_in_flight_per_connection: usize,
+    /// HTTP/2 streams one connection may open at once (more wait in the client).
+    pub max_concurrent_streams: u32,
     /// Largest request message accepted, in bytes.
     pub max_message_bytes: usize,
     /// Longest graceful shutdown waits for in-flight requests.
@@ -157,6 +159,7 @@ impl Default for ServerSettings {
             request_timeout_ms: 30_000,
             max_in_flight: 1024,
             max_in_flight_per_connection: 512,
+            max_concurrent_streams: 512,
             max_message_bytes: 32 * 1024 * 1024,
             shutdown_grace_ms: 10_000,
             tls_cert: String::new(),

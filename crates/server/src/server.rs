@@ -301,6 +301,7 @@ pub async fn run(
         .timeout(Duration::from_millis(settings.server.request_timeout_ms))
         .load_shed(true)
         .concurrency_limit_per_connection(settings.server.max_in_flight_per_connection)
+        .max_concurrent_streams(Some(settings.server.max_concurrent_streams))
         .trace_fn(|req| tracing::info_span!("grpc", method = %req.uri().path()))
         .layer(
             ServiceBuilder::new()
