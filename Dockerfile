@@ -36,7 +36,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     ./scripts/stage-image.sh --variant "${VARIANT}" --profile release --out /stage
 
 FROM debian:bookworm-slim AS runtime-base
-COPY scripts/install-runtime-deps.sh /usr/local/lib/vargid/install-runtime-deps.sh
+COPY scripts/install-runtime-deps.sh scripts/apt-install.sh /usr/local/lib/vargid/
 RUN /usr/local/lib/vargid/install-runtime-deps.sh --slim
 COPY --from=builder /stage/rootfs/ /
 COPY --from=builder --chown=10001:10001 /stage/data/ /data/

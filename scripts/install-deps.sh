@@ -14,16 +14,9 @@ ORT_DIR=".deps/onnxruntime-${ORT_VERSION}"
 
 APT_PACKAGES=(cmake g++ make libopenblas-dev python3 python3-pip python3-venv unzip)
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "install-deps: apt packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=scripts/apt-install.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install_missing install-deps "${APT_PACKAGES[@]}"
 
 if [ ! -f "${ORT_DIR}/libonnxruntime.so.${ORT_VERSION}" ]; then
   echo "install-deps: ONNX Runtime ${ORT_VERSION} from PyPI"

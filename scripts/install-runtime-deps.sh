@@ -11,16 +11,9 @@ PACKAGES=(libopenblas0-pthread libgomp1 libstdc++6 zlib1g)
 slim=0
 [ "${1:-}" = "--slim" ] && slim=1
 
-missing=()
-for p in "${PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "install-runtime-deps: apt packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=scripts/apt-install.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install_missing install-runtime-deps "${PACKAGES[@]}"
 if [ "$slim" -eq 1 ]; then
   rm -rf /var/lib/apt/lists/*
 fi

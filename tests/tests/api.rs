@@ -270,16 +270,7 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         &["images[0]", "cannot decode image"],
     );
     // The failed enrollment left nothing behind.
-    expect_status(
-        client
-            .get_identity(pb::GetIdentityRequest {
-                identity_id: "x".into(),
-                ..Default::default()
-            })
-            .await,
-        Code::NotFound,
-        &["\"x\""],
-    );
+    common::expect_absent(&mut client, "x").await;
 
     // Raw pixels of the wrong size.
     let short_raw = pb::Image {

@@ -201,16 +201,7 @@ async fn photo_without_a_face_is_an_empty_answer_with_a_reason() {
         &["images[1]", "no face found"],
     );
     // All-or-nothing: the good first image was not enrolled either.
-    expect_status(
-        client
-            .get_identity(pb::GetIdentityRequest {
-                identity_id: "nobody".into(),
-                ..Default::default()
-            })
-            .await,
-        Code::NotFound,
-        &["nobody"],
-    );
+    common::expect_absent(&mut client, "nobody").await;
 }
 
 #[tokio::test]

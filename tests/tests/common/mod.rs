@@ -272,3 +272,17 @@ pub fn expect_status<T: std::fmt::Debug>(
         );
     }
 }
+
+/// Asserts that `identity_id` is not in the default gallery (GetIdentity: NOT_FOUND).
+pub async fn expect_absent(client: &mut FaceServiceClient<Channel>, identity_id: &str) {
+    expect_status(
+        client
+            .get_identity(pb::GetIdentityRequest {
+                identity_id: identity_id.into(),
+                ..Default::default()
+            })
+            .await,
+        tonic::Code::NotFound,
+        &[&format!("{identity_id:?}")],
+    );
+}
