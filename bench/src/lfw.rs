@@ -290,7 +290,11 @@ mod tests {
     #[test]
     fn mirrored_landmarks_give_the_mirrored_crop() {
         let img = image::RgbImage::from_fn(250, 230, |x, y| {
-            image::Rgb([(x * 7 % 251) as u8, (y * 13 % 247) as u8, ((x + y) % 256) as u8])
+            image::Rgb([
+                (x * 7 % 251) as u8,
+                (y * 13 % 247) as u8,
+                ((x + y) % 256) as u8,
+            ])
         });
         let marks: Landmarks = [
             [101.8, 110.1],
