@@ -7,9 +7,6 @@ use common::expect_status;
 use common::{encode, jpeg_image, lfw_crop, raw_image, Server};
 use image::ImageFormat;
 use tonic::Code;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use vargid_proto::v1 as pb;
 
 const PEOPLE: [(&str, u32); 3] = [
@@ -394,13 +391,5 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         .await
         .expect("embed after bad input");
     assert_eq!(ok.into_inner().images[0].faces[0].embedding.len(), 512);
-    let mut health = HealthClient::new(server.channel().await);
-    let status = health
-        .check(HealthCheckRequest {
-            service: "vargid.v1.FaceService".into(),
-        })
-        .await
-        .expect("health")
-        .into_inner();
-    assert_eq!(status.status, ServingStatus::Serving as i32);
+    common::expect_serving(&server).await;
 }

@@ -6,9 +6,6 @@ mod common;
 use common::{encode, expect_status, lfw_dir, lfw_photos, Server};
 use image::{imageops, ImageFormat, RgbImage};
 use tonic::Code;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use vargid_proto::v1 as pb;
 
 fn photo(name: &str, number: u32) -> Vec<u8> {
@@ -420,16 +417,7 @@ async fn hostile_images_get_precise_errors_and_the_server_keeps_serving() {
         );
     }
     // Still serving: health, and a real photo.
-    let mut health = HealthClient::new(server.channel().await);
-    let status = health
-        .check(HealthCheckRequest {
-            service: "vargid.v1.FaceService".into(),
-        })
-        .await
-        .expect("health")
-        .into_inner()
-        .status;
-    assert_eq!(status, ServingStatus::Serving as i32);
+    common::expect_serving(&server).await;
     let ok = client
         .embed(pb::EmbedRequest {
             images: vec![encoded(good)],

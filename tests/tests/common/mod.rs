@@ -286,3 +286,20 @@ pub async fn expect_absent(client: &mut FaceServiceClient<Channel>, identity_id:
         &[&format!("{identity_id:?}")],
     );
 }
+
+/// Asserts that the server reports `vargid.v1.FaceService` as SERVING.
+pub async fn expect_serving(server: &Server) {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let mut health = HealthClient::new(server.channel().await);
+    let status = health
+        .check(HealthCheckRequest {
+            service: "vargid.v1.FaceService".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+}
