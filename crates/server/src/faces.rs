@@ -123,20 +123,41 @@ impl Detectors {
     /// Runs `f` on a free session (blocking; call from a blocking thread).
     fn with<R>(&self, f: impl FnOnce(&mut Detector) -> R) -> R {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        let mut detector = loop {
+        let detector = loop {
             match free.pop() {
                 Some(d) => break d,
                 None => free = self.returned.wait(free).unwrap_or_else(|e| e.into_inner()),
             }
         };
         drop(free);
-        let out = f(&mut detector);
-        self.free
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(detector);
-        self.returned.notify_one();
-        out
+        // The lease hands the session back even if `f` panics, so the pool never
+        // shrinks and a later request never waits forever.
+        let mut lease = Lease {
+            pool: self,
+            detector: Some(detector),
+        };
+        match lease.detector.as_mut() {
+            Some(d) => f(d),
+            None => unreachable!("a lease holds its detector until dropped"),
+        }
+    }
+}
+
+struct Lease<'a> {
+    pool: &'a Detectors,
+    detector: Option<Detector>,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(d) = self.detector.take() {
+            self.pool
+                .free
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(d);
+            self.pool.returned.notify_one();
+        }
     }
 }
 
