@@ -24,6 +24,7 @@ SCORE_THRESHOLD = 0.5
 NMS_THRESHOLD = 0.3
 MAX_SIDE = 640
 TOP_K = 5000
+DEFAULT_DETECTOR = Path(".deps/models/yunet_2023mar_fp32.onnx")
 
 
 @dataclass
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description="Print the faces YuNet finds in an image, as JSON.")
     parser.add_argument("--image", type=Path, required=True)
-    parser.add_argument("--detector", type=Path, default=Path(".deps/models/yunet_2023mar_fp32.onnx"))
+    parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
     args = parser.parse_args(argv)
     faces = YuNet(args.detector).detect(load_rgb(args.image))
     print(json.dumps([{"box": f.box.tolist(), "landmarks": f.landmarks.tolist(), "score": f.score}

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .align import ARCFACE_TEMPLATE, CROP_SIZE, align
+from .detect import DEFAULT_DETECTOR
 
 DEFAULT_LFW = Path(os.environ.get("VARGID_LFW_DIR", "../shared/data/lfw"))
-DEFAULT_DETECTOR = Path(".deps/models/yunet_2023mar_fp32.onnx")
 FAR_TARGET = 1e-3
 
 

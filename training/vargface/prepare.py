@@ -23,7 +23,7 @@ import numpy as np
 
 from .align import align
 from .archive import crop_name, encode_crop
-from .detect import YuNet, largest, load_rgb
+from .detect import DEFAULT_DETECTOR, YuNet, largest, load_rgb
 
 DEFAULT_FACES = Path(os.environ.get("VARGID_FACES_DIR", "../shared/data/faces"))
 PAD_FRACTION = 0.3
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Detect, align and pack distillation faces.")
     parser.add_argument("--faces", type=Path, default=DEFAULT_FACES)
     parser.add_argument("--out", type=Path, required=True, help="archive to write (.zip)")
-    parser.add_argument("--detector", type=Path, default=Path(".deps/models/yunet_2023mar_fp32.onnx"))
+    parser.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
     parser.add_argument("--limit", type=int, default=0, help="only the first N images (smoke runs)")
     args = parser.parse_args(argv)
 

@@ -13,7 +13,6 @@ use std::path::Path;
 
 use image::imageops::{self, FilterType};
 use image::RgbImage;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 
@@ -97,12 +96,8 @@ impl Detector {
                 "no such file (run scripts/install-deps.sh, which prepares the detector)".into(),
             ));
         }
-        let session = Session::builder(env)
-            .map_err(|e| load_err(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| load_err(e.to_string()))?
-            .with_intra_threads(options.intra_op_threads)
-            .map_err(|e| load_err(e.to_string()))?
+        // Spinning is ONNX Runtime's default, kept as it was.
+        let session = runtime::session_builder(env, path, options.intra_op_threads, true)?
             .commit_from_file(path)
             .map_err(|e| load_err(e.to_string()))?;
         let names: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "cuda")]
 use ort::ep;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
 
@@ -81,15 +80,13 @@ impl Embedder {
         if !path.is_file() {
             return Err(load_err("no such file".into()));
         }
-        let mut builder = Session::builder(env)
-            .map_err(|e| load_err(e.to_string()))?
-            .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(|e| load_err(e.to_string()))?
-            .with_intra_threads(options.intra_op_threads)
-            .map_err(|e| load_err(e.to_string()))?
-            .with_intra_op_spinning(options.intra_op_spinning)
-            .map_err(|e| load_err(e.to_string()))?;
-        builder = register_provider(builder, options.execution_provider)?;
+        let builder = runtime::session_builder(
+            env,
+            path,
+            options.intra_op_threads,
+            options.intra_op_spinning,
+        )?;
+        let mut builder = register_provider(builder, options.execution_provider)?;
         let session = builder
             .commit_from_file(path)
             .map_err(|e| load_err(e.to_string()))?;

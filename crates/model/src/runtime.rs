@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::Session;
 
 use crate::error::ModelError;
 
@@ -49,4 +51,29 @@ pub fn environment(library: Option<&Path>) -> Result<&'static Environment, Model
         .build()
         .map_err(|e| lib_err(e.to_string()))?;
     Ok(ENVIRONMENT.get_or_init(|| env))
+}
+
+/// A session builder with the settings every model here shares: full graph
+/// optimisation, `intra_threads` intra-op threads (0: one per core) and spinning.
+/// Errors name `model`, the file the session is for.
+pub fn session_builder(
+    env: &Environment,
+    model: &Path,
+    intra_threads: usize,
+    spinning: bool,
+) -> Result<SessionBuilder, ModelError> {
+    fn load_err(model: &Path, e: impl std::fmt::Display) -> ModelError {
+        ModelError::Load {
+            path: model.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+    Session::builder(env)
+        .map_err(|e| load_err(model, e))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| load_err(model, e))?
+        .with_intra_threads(intra_threads)
+        .map_err(|e| load_err(model, e))?
+        .with_intra_op_spinning(spinning)
+        .map_err(|e| load_err(model, e))
 }

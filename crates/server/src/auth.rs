@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-use crate::galleries::DEFAULT_GALLERY;
+use crate::galleries::gallery_name;
 
 /// What a key may do; each role includes the ones before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -131,14 +131,9 @@ impl Caller {
 
     /// Whether the key's scope includes `gallery` ("" is the default gallery).
     pub fn sees(&self, gallery: &str) -> bool {
-        let gallery = if gallery.is_empty() {
-            DEFAULT_GALLERY
-        } else {
-            gallery
-        };
         match &self.scope {
             Scope::All => true,
-            Scope::Only(names) => names.contains(gallery),
+            Scope::Only(names) => names.contains(gallery_name(gallery)),
         }
     }
 
@@ -147,12 +142,10 @@ impl Caller {
         if self.sees(gallery) {
             return Ok(());
         }
-        let name = if gallery.is_empty() {
-            DEFAULT_GALLERY
-        } else {
-            gallery
-        };
-        Err(Status::not_found(format!("gallery {name:?} not found")))
+        Err(Status::not_found(format!(
+            "gallery {:?} not found",
+            gallery_name(gallery)
+        )))
     }
 }
 

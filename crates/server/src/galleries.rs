@@ -16,6 +16,15 @@ use vargid_store::{
 /// The gallery used when a request names none.
 pub const DEFAULT_GALLERY: &str = "default";
 
+/// The gallery a request names: its `gallery` field, "" meaning the default.
+pub fn gallery_name(name: &str) -> &str {
+    if name.is_empty() {
+        DEFAULT_GALLERY
+    } else {
+        name
+    }
+}
+
 /// One gallery: its record and its live index.
 pub struct LiveGallery {
     pub record: GalleryRecord,
@@ -109,11 +118,7 @@ impl Galleries {
 
     /// A gallery by name ("" is the default), usable with this server's model.
     pub fn get(&self, name: &str) -> Result<Arc<LiveGallery>, GalleryError> {
-        let name = if name.is_empty() {
-            DEFAULT_GALLERY
-        } else {
-            name
-        };
+        let name = gallery_name(name);
         let live = self
             .find(name)
             .ok_or_else(|| GalleryError::NotFound(name.into()))?;

@@ -85,15 +85,19 @@ impl FaceServiceImpl {
         )
     }
 
-    /// Templates and identities over all galleries.
-    fn totals(&self) -> (usize, usize) {
-        self.galleries.list().iter().fold((0, 0), |(f, i), g| {
-            (f + g.index.face_count(), i + g.index.identity_count())
-        })
+    /// Templates and identities over the galleries `counted` accepts (by name).
+    fn totals(&self, counted: impl Fn(&str) -> bool) -> (usize, usize) {
+        self.galleries
+            .list()
+            .iter()
+            .filter(|g| counted(&g.record.name))
+            .fold((0, 0), |(f, i), g| {
+                (f + g.index.face_count(), i + g.index.identity_count())
+            })
     }
 
     fn record_gallery_size(&self) {
-        let (faces, identities) = self.totals();
+        let (faces, identities) = self.totals(|_| true);
         metrics::gallery_size(faces, identities);
     }
 }
@@ -439,14 +443,7 @@ impl FaceService for FaceServiceImpl {
             let caller = self.admit(&request, "GetServiceInfo", Role::Read)?;
             let info = self.pipeline.engine().model_info();
             // Only the galleries this key may see are counted.
-            let (faces, identities) = self
-                .galleries
-                .list()
-                .iter()
-                .filter(|g| caller.sees(&g.record.name))
-                .fold((0, 0), |(f, i), g| {
-                    (f + g.index.face_count(), i + g.index.identity_count())
-                });
+            let (faces, identities) = self.totals(|name| caller.sees(name));
             Ok(pb::ServiceInfo {
                 model_name: info.name.clone(),
                 model_version: info.version.clone(),
