@@ -129,31 +129,7 @@ impl Detector {
         if width == 0 || height == 0 {
             return Ok(Vec::new());
         }
-        let longest = width.max(height);
-        let scaled;
-        let work = if longest > self.options.max_side {
-            let scale = f64::from(self.options.max_side) / f64::from(longest);
-            let w = ((f64::from(width) * scale).round() as u32).max(1);
-            let h = ((f64::from(height) * scale).round() as u32).max(1);
-            scaled = imageops::resize(image, w, h, FilterType::Triangle);
-            &scaled
-        } else {
-            image
-        };
-        let (w, h) = (work.width() as usize, work.height() as usize);
-        let (pad_w, pad_h) = (w.div_ceil(32) * 32, h.div_ceil(32) * 32);
-        let plane = pad_w * pad_h;
-        self.input.clear();
-        self.input.resize(3 * plane, 0.0);
-        for (y, row) in work.as_raw().chunks_exact(w * 3).enumerate() {
-            for (x, px) in row.chunks_exact(3).enumerate() {
-                let i = y * pad_w + x;
-                // BGR planes.
-                self.input[i] = f32::from(px[2]);
-                self.input[plane + i] = f32::from(px[1]);
-                self.input[2 * plane + i] = f32::from(px[0]);
-            }
-        }
+        let (w, h, pad_w, pad_h) = input_planes(image, self.options.max_side, &mut self.input);
         let tensor = TensorRef::from_array_view(([1, 3, pad_h, pad_w], self.input.as_slice()))
             .map_err(|e| ModelError::Inference(e.to_string()))?;
         let outputs = self
@@ -200,6 +176,44 @@ impl Detector {
         }
         Ok(faces)
     }
+}
+
+/// The detector's input for `image` (not empty): scaled so that its longest side is at
+/// most `max_side`, as BGR float planes zero-padded to multiples of 32, written into
+/// `input`. Returns (width, height) of the scaled image and (width, height) of the
+/// padded planes.
+pub fn input_planes(
+    image: &RgbImage,
+    max_side: u32,
+    input: &mut Vec<f32>,
+) -> (usize, usize, usize, usize) {
+    let (width, height) = image.dimensions();
+    let longest = width.max(height);
+    let scaled;
+    let work = if longest > max_side {
+        let scale = f64::from(max_side) / f64::from(longest);
+        let w = ((f64::from(width) * scale).round() as u32).max(1);
+        let h = ((f64::from(height) * scale).round() as u32).max(1);
+        scaled = imageops::resize(image, w, h, FilterType::Triangle);
+        &scaled
+    } else {
+        image
+    };
+    let (w, h) = (work.width() as usize, work.height() as usize);
+    let (pad_w, pad_h) = (w.div_ceil(32) * 32, h.div_ceil(32) * 32);
+    let plane = pad_w * pad_h;
+    input.clear();
+    input.resize(3 * plane, 0.0);
+    for (y, row) in work.as_raw().chunks_exact(w * 3).enumerate() {
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let i = y * pad_w + x;
+            // BGR planes.
+            input[i] = f32::from(px[2]);
+            input[plane + i] = f32::from(px[1]);
+            input[2 * plane + i] = f32::from(px[0]);
+        }
+    }
+    (w, h, pad_w, pad_h)
 }
 
 /// Candidates of one stride: score = sqrt(cls * obj), anchor-free offsets per cell.

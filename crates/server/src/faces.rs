@@ -12,34 +12,10 @@ use vargid_model::{
     CROP_SIZE,
 };
 
+pub use vargid_request::{ImageInput, ImageSource, Location};
+
 use crate::engine::{Engine, EngineError};
 use crate::metrics;
-
-/// Pixels of one image as sent by a caller.
-#[derive(Debug, Clone)]
-pub enum ImageSource {
-    Encoded(Vec<u8>),
-    Raw {
-        width: u32,
-        height: u32,
-        rgb: Vec<u8>,
-    },
-}
-
-/// How to find the faces in an image (see `FaceLocation` in the proto).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Location {
-    Auto,
-    Aligned,
-    Detect,
-    Landmarks(Landmarks),
-}
-
-#[derive(Debug, Clone)]
-pub struct ImageInput {
-    pub source: ImageSource,
-    pub location: Location,
-}
 
 /// Where a face is in its image.
 #[derive(Debug, Clone, Copy, PartialEq)]

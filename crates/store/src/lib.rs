@@ -9,7 +9,7 @@
 //! the next sync (group commit). A hook sees each committed change, in commit order,
 //! before its caller is answered, so in-memory state never runs ahead of the disk.
 
-mod codec;
+pub mod codec;
 mod error;
 mod reader;
 mod schema;
