@@ -63,6 +63,8 @@ def parse_args(argv):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (measured on 2 CPU cores: 18.2 img/s vs 14.0 eager)")
     return p.parse_args(argv)
 
 
@@ -87,6 +89,33 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     if grey.any():
         x[grey] = x[grey].mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
     return x.clamp(0.0, 255.0)
+
+
+class FusablePReLU(torch.nn.PReLU):
+    """PReLU written as max(x,0) + a*min(x,0): the same parameter and result, but
+    torch.compile fuses it with the neighbouring batch norm, whereas eager
+    PyTorch's own PReLU backward alone took 20% of a CPU training step."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        slope = self.weight.view(1, -1, 1, 1) if self.weight.numel() > 1 else self.weight
+        return torch.clamp_min(x, 0) + slope * torch.clamp_max(x, 0)
+
+
+def compiled_for_training(model: torch.nn.Module, device: torch.device):
+    """The module to call in the training loop; `model` itself keeps the weights
+    (state_dict keys, checkpoints and export are unchanged)."""
+    for module in model.modules():
+        if type(module) is torch.nn.PReLU:
+            module.__class__ = FusablePReLU
+    if device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model)
+
+
+def restore_plain_prelu(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if type(module) is FusablePReLU:
+            module.__class__ = torch.nn.PReLU
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -146,6 +175,7 @@ def main(argv=None) -> int:
           f"({args.epochs} epochs of {steps_per_epoch}), batch {args.batch_size}, on {device}",
           file=log, flush=True)
     model.train()
+    forward = compiled_for_training(model, device) if args.compile else model
     started, seen, window = time.time(), 0, []
     order = torch.randperm(count, generator=generator)
     while step < total_steps:
@@ -158,6 +188,8 @@ def main(argv=None) -> int:
         x[flip] = x[flip].flip(-1)
         target = teacher[idx, flip.long()]
         x = augment(x.to(device), generator)
+        if args.compile and device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
         target = target.to(device)
         mixed = torch.rand(1, generator=generator).item() < args.mixup
         if mixed:
@@ -167,7 +199,7 @@ def main(argv=None) -> int:
             target = F.normalize(lam * target + (1 - lam) * target[perm], dim=-1)
         for group in optimiser.param_groups:
             group["lr"] = lr_at(step, total_steps, args.lr, args.warmup_steps)
-        student = F.normalize(model(x), dim=-1)
+        student = F.normalize(forward(x), dim=-1)
         angular = (1.0 - (student * target).sum(dim=-1)).mean()
         loss = angular
         if args.inst_weight > 0 and not mixed:
@@ -192,7 +224,8 @@ def main(argv=None) -> int:
                                          "args": vars(args) | {"out": str(args.out), "prepared": str(args.prepared),
                                                                "init": str(args.init) if args.init else None}})
 
-    model.eval().cpu()
+    restore_plain_prelu(model)
+    model.eval().cpu().to(memory_format=torch.contiguous_format)
     torch.save({"model": model.state_dict()}, args.out / "student.pt")
     summary = (f"generation {generation} angular distillation from SFace "
                f"({'init ' + args.init.name if args.init else 'random init'}), {count} faces, "

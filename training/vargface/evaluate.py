@@ -157,8 +157,25 @@ def evaluate(pairs: list[Pair], embeddings: dict[str, np.ndarray]) -> dict:
     return verification_metrics(scores, same, folds)
 
 
-def model_embeddings(model: Path, lfw: Path, detector: Path, names: list[str]) -> tuple[dict, int]:
-    crops, fallbacks = aligned_crops(names, lfw / "images", detector)
+def cached_aligned_crops(names: list[str], images: Path, detector: Path, cache: Path | None) -> tuple[np.ndarray, int]:
+    """Detection and alignment dominate an evaluation on a CPU; with `cache` they run
+    once per LFW copy and detector, and each further model only embeds."""
+    key = np.array([str(images.resolve()), str(detector.resolve())] + names)
+    if cache and cache.exists():
+        stored = np.load(cache)
+        if np.array_equal(stored["key"], key):
+            return stored["crops"], int(stored["fallbacks"])
+    crops, fallbacks = aligned_crops(names, images, detector)
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(cache, "wb") as f:  # np.savez would append .npz to a plain path
+            np.savez(f, key=key, crops=crops, fallbacks=fallbacks)
+    return crops, fallbacks
+
+
+def model_embeddings(model: Path, lfw: Path, detector: Path, names: list[str],
+                     cache: Path | None = None) -> tuple[dict, int]:
+    crops, fallbacks = cached_aligned_crops(names, lfw / "images", detector, cache)
     vectors = embed_with_flip(OnnxEmbedder(model), crops)
     return dict(zip(names, vectors)), fallbacks
 
@@ -174,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs-per-fold", type=int, default=0,
                         help="only the first N same and N different pairs of each fold (smoke runs)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--crops-cache", type=Path,
+                        help="keep the aligned LFW crops in this file and reuse them (not committed: LFW pixels)")
     parser.add_argument("--dump-embeddings", type=Path, help="write the model's embeddings as JSON")
     args = parser.parse_args(argv)
 
@@ -192,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     names = sorted({p.first for p in pairs} | {p.second for p in pairs})
     fallbacks = 0
     if args.model:
-        embeddings, fallbacks = model_embeddings(args.model, args.lfw, args.detector, names)
+        embeddings, fallbacks = model_embeddings(args.model, args.lfw, args.detector, names,
+                                                 args.crops_cache)
         if args.dump_embeddings:
             args.dump_embeddings.write_text(json.dumps({k: v.tolist() for k, v in embeddings.items()}))
     else:
