@@ -180,7 +180,7 @@ async fn enroll_identify_verify_delete_round_trip() {
         .expect("info")
         .into_inner();
     assert_eq!(info.model_name, "vargfacenet");
-    assert_eq!(info.embedding_size, 512);
+    assert_eq!(info.embedding_size as usize, common::model_embedding_size());
     assert_eq!(info.execution_provider, "CPU");
     assert_eq!((info.gallery_size, info.identity_count), (2, 2));
 }
@@ -201,7 +201,7 @@ async fn embed_returns_unit_vectors_for_each_image() {
     assert_eq!(reply.images.len(), 4);
     let vecs: Vec<&Vec<f32>> = reply.images.iter().map(|i| &i.faces[0].embedding).collect();
     for v in &vecs {
-        assert_eq!(v.len(), 512);
+        assert_eq!(v.len(), common::model_embedding_size());
         let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
     }
@@ -390,6 +390,9 @@ async fn bad_input_gets_precise_statuses_and_the_server_keeps_serving() {
         })
         .await
         .expect("embed after bad input");
-    assert_eq!(ok.into_inner().images[0].faces[0].embedding.len(), 512);
+    assert_eq!(
+        ok.into_inner().images[0].faces[0].embedding.len(),
+        common::model_embedding_size()
+    );
     common::expect_serving(&server).await;
 }

@@ -71,7 +71,7 @@ async fn group_photo_gives_one_result_per_face() {
         assert_eq!(face.landmarks.as_ref().unwrap().points.len(), 5);
         assert!(face.detector_score > 0.7, "{face:?}");
         assert_eq!(face.rejection, pb::FaceRejection::None as i32);
-        assert_eq!(hit.embedding.len(), 512);
+        assert_eq!(hit.embedding.len(), common::model_embedding_size());
         assert!((cosine(&hit.embedding, &hit.embedding) - 1.0).abs() < 1e-4);
     }
     // Sorted by detector score, best first.

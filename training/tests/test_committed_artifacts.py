@@ -17,7 +17,7 @@ COMMITTED_REFERENCE = REPO_ROOT / "crates/model/tests/data/reference_embedding.j
 REQUIRED_METADATA = {
     "model_name": "vargfacenet",
     "model_version": None,  # any value
-    "embedding_size": "512",
+    "embedding_size": None,  # checked against the graph's output below
     "input_layout": "NCHW",
     "color_order": "RGB",
     "input_range": "0..255",
@@ -43,7 +43,8 @@ def test_committed_onnx_declares_the_contract():
     (graph_input,) = proto.graph.input
     (graph_output,) = proto.graph.output
     assert graph_input.name == "input" and _dims(graph_input) == ["batch", 3, 112, 112]
-    assert graph_output.name == "embedding" and _dims(graph_output) == ["batch", 512]
+    width = int(metadata["embedding_size"])
+    assert graph_output.name == "embedding" and _dims(graph_output) == ["batch", width]
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
 
 
@@ -53,7 +54,8 @@ def test_committed_reference_embedding_is_what_the_code_computes():
     assert record["input"] == INPUT_DESCRIPTION
     committed = np.array(record["embedding_raw"])
     normalized = np.array(record["embedding_normalized"])
-    assert committed.shape == normalized.shape == (512,)
+    width = int({p.key: p.value for p in onnx.load(str(COMMITTED_ONNX)).metadata_props}["embedding_size"])
+    assert committed.shape == normalized.shape == (width,)
     np.testing.assert_allclose(normalized, committed / np.linalg.norm(committed), atol=1e-12)
 
     # Loading the committed ONNX also exercises the Identity-aliased

@@ -17,6 +17,19 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The `vargid` binary next to this test executable (`make test` builds it first).
+/// The embedding width of the committed model, from its reference embedding
+/// (crates/model/tests/data, kept in step with models/vargfacenet.onnx by the
+/// training tests).
+pub fn model_embedding_size() -> usize {
+    let path = workspace_root().join("crates/model/tests/data/reference_embedding.json");
+    let text = std::fs::read_to_string(&path).expect("reference embedding");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("reference JSON");
+    json["embedding_raw"]
+        .as_array()
+        .expect("embedding_raw")
+        .len()
+}
+
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
