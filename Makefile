@@ -5,7 +5,7 @@ CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps python-deps deploy-deps build run test test-rust test-python lint fmt bench loadtest validate-deploy clean
+.PHONY: deps python-deps deploy-deps build run test test-rust test-python lint fmt bench loadtest validate-deploy fuzz clean
 
 deps:
 	./scripts/install-deps.sh
@@ -28,12 +28,19 @@ build: deps
 run: build
 	$(CARGO) run --bin vargid
 
-## Every test: Rust unit and end-to-end tests, Python tests, formatting and lints.
+## Every test: Rust unit and end-to-end tests, Python tests, formatting and lints, and
+## each fuzz target for 15 s (scripts/fuzz.sh).
 test: deps python-deps deploy-deps
 	$(CARGO) build --bins
 	$(MAKE) lint
 	$(CARGO) test --workspace
 	$(PY) -m pytest training -q
+	./scripts/fuzz.sh --seconds 15
+
+## Fuzz each target for FUZZ_RUNS executions (docs/fuzzing.md).
+FUZZ_RUNS ?= 1000000
+fuzz:
+	./scripts/fuzz.sh --runs $(FUZZ_RUNS)
 
 ## Batching benchmark (not a test): raw ONNX Runtime vs the service under load.
 bench: deps
@@ -51,10 +58,12 @@ validate-deploy:
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
 clean:
 	$(CARGO) clean
