@@ -10,12 +10,6 @@ use vargid_model::detector::input_planes;
 use vargid_model::image::{decode, DecodeLimits};
 use vargid_model::{align, FaceCrop, CROP_SIZE};
 
-/// The service's default limits (config `[limits]`).
-const LIMITS: DecodeLimits = DecodeLimits {
-    max_encoded_bytes: 16 * 1024 * 1024,
-    max_pixels: 40_000_000,
-};
-
 fuzz_target!(|data: &[u8]| {
     let Some((&[mode], rest)) = data.split_first_chunk::<1>() else {
         return;
@@ -23,11 +17,13 @@ fuzz_target!(|data: &[u8]| {
     let Some((spots, file)) = rest.split_first_chunk::<10>() else {
         return;
     };
-    let Ok(rgb) = decode(file, &LIMITS) else {
+    // The service's default limits (config `[limits]` has the same values).
+    let limits = DecodeLimits::default();
+    let Ok(rgb) = decode(file, &limits) else {
         return;
     };
     let (w, h) = rgb.dimensions();
-    assert!(w > 0 && h > 0 && u64::from(w) * u64::from(h) <= LIMITS.max_pixels);
+    assert!(w > 0 && h > 0 && u64::from(w) * u64::from(h) <= limits.max_pixels);
     if w == CROP_SIZE && h == CROP_SIZE {
         let crop = FaceCrop::from_aligned(rgb.clone()).expect("a 112x112 image is a crop");
         assert_eq!(crop.rgb().len(), (CROP_SIZE * CROP_SIZE * 3) as usize);
