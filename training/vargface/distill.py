@@ -65,6 +65,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training step (measured on 2 CPU cores: 18.2 img/s vs 14.0 eager)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the student's forward pass; weights, optimiser and loss stay "
+                        "float32 (measured on 2 AVX512-BF16 cores: 1.76 s vs 2.40 s per batch of 64)")
     return p.parse_args(argv)
 
 
@@ -107,8 +110,6 @@ def compiled_for_training(model: torch.nn.Module, device: torch.device):
     for module in model.modules():
         if type(module) is torch.nn.PReLU:
             module.__class__ = FusablePReLU
-    if device.type == "cpu":
-        model.to(memory_format=torch.channels_last)
     return torch.compile(model)
 
 
@@ -175,6 +176,8 @@ def main(argv=None) -> int:
           f"({args.epochs} epochs of {steps_per_epoch}), batch {args.batch_size}, on {device}",
           file=log, flush=True)
     model.train()
+    if device.type == "cpu":  # oneDNN convolutions run faster channels-last (bf16 eager: 35.0 vs 28.5 img/s)
+        model.to(memory_format=torch.channels_last)
     forward = compiled_for_training(model, device) if args.compile else model
     started, seen, window = time.time(), 0, []
     order = torch.randperm(count, generator=generator)
@@ -188,7 +191,7 @@ def main(argv=None) -> int:
         x[flip] = x[flip].flip(-1)
         target = teacher[idx, flip.long()]
         x = augment(x.to(device), generator)
-        if args.compile and device.type == "cpu":
+        if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         target = target.to(device)
         mixed = torch.rand(1, generator=generator).item() < args.mixup
@@ -199,7 +202,9 @@ def main(argv=None) -> int:
             target = F.normalize(lam * target + (1 - lam) * target[perm], dim=-1)
         for group in optimiser.param_groups:
             group["lr"] = lr_at(step, total_steps, args.lr, args.warmup_steps)
-        student = F.normalize(forward(x), dim=-1)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            raw = forward(x)
+        student = F.normalize(raw.float(), dim=-1)
         angular = (1.0 - (student * target).sum(dim=-1)).mean()
         loss = angular
         if args.inst_weight > 0 and not mixed:
