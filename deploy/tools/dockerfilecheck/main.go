@@ -18,6 +18,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/moby/buildkit/client/llb/sourceresolver"
 	"github.com/moby/buildkit/frontend/dockerfile/dockerfile2llb"
@@ -27,11 +28,17 @@ import (
 )
 
 // offline answers every image with an empty linux/amd64 configuration, and notes
-// which images the Dockerfile uses (FROM, COPY --from).
-type offline struct{ images map[string]bool }
+// which images the Dockerfile uses (FROM, COPY --from). BuildKit resolves the stages'
+// base images concurrently (an errgroup), so the notes are taken under a lock.
+type offline struct {
+	mu     *sync.Mutex
+	images map[string]bool
+}
 
 func (o offline) ResolveImageConfig(_ context.Context, ref string, _ sourceresolver.Opt) (string, digest.Digest, []byte, error) {
+	o.mu.Lock()
 	o.images[ref] = true
+	o.mu.Unlock()
 	return ref, "", []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{}}`), nil
 }
 
@@ -62,16 +69,19 @@ func main() {
 		fail(err)
 	}
 	ctx := context.Background()
+	var mu sync.Mutex // guards warnings and images: the frontend calls back from goroutines
 	var warnings []string
 	images := map[string]bool{}
 	opt := dockerfile2llb.ConvertOpt{
 		Config:       dockerui.Config{BuildArgs: args, Target: *target},
-		MetaResolver: offline{images: images},
+		MetaResolver: offline{mu: &mu, images: images},
 		Warn: func(rule, _, _, msg string, location []parser.Range) {
 			line := 0
 			if len(location) > 0 {
 				line = location[0].Start.Line
 			}
+			mu.Lock()
+			defer mu.Unlock()
 			warnings = append(warnings, fmt.Sprintf("%s:%d: %s: %s", path, line, rule, msg))
 		},
 	}
