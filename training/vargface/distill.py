@@ -119,6 +119,18 @@ def restore_plain_prelu(model: torch.nn.Module) -> None:
             module.__class__ = torch.nn.PReLU
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this x86 CPU computes bfloat16 in hardware (AVX512-BF16 or AMX).
+    Without it oneDNN emulates bfloat16 and --bf16 runs slower than float32
+    (measured on a 2-core Xeon without it, beside other jobs: 21.4 s vs 13.5 s per
+    batch of 64)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return True  # cannot tell: trust the caller
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -138,6 +150,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+        print("distill: warning: this CPU has no native bfloat16 (avx512_bf16/amx_bf16); --bf16 is "
+              "emulated and slower than float32 here: prefer --compile", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     generation = args.generation or (2 if args.init else 1)
 
