@@ -14,10 +14,11 @@ python-deps:
 	./scripts/setup-python.sh
 
 ## What the deployment tests use: Go tools (kustomize, compose and Dockerfile checkers,
-## grpc-health-probe, ghz), the Kubernetes schemas, ONNX Runtime's CUDA build (staged
-## by the CUDA image test; about 1.8 GB of wheels, downloaded once).
+## grpc-health-probe), the Kubernetes schemas, ONNX Runtime's CUDA build (staged by the
+## CUDA image test; about 1.8 GB of wheels, downloaded once). Not ghz: no test runs it,
+## and `make loadtest` builds it when missing.
 deploy-deps:
-	./scripts/install-go-tools.sh
+	./scripts/install-go-tools.sh grpc-health-probe kustomize composecheck dockerfilecheck
 	./scripts/install-kubernetes-validate.sh
 	./scripts/install-ort-cuda.sh
 
