@@ -7,7 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // No `connect` constructors on the clients: they need tonic's transport, which the
+    // request types and the fuzz targets do without. Callers build a `Channel`.
     tonic_prost_build::configure()
+        .build_transport(false)
         .file_descriptor_set_path(out_dir.join("vargid_descriptor.bin"))
         .compile_protos(
             &[proto_root.join("vargid/v1/face_service.proto")],

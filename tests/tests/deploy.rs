@@ -495,9 +495,12 @@ fn stage(variant: &str, out: &Path) -> PathBuf {
 }
 
 async fn info(addr: &str) -> pb::ServiceInfo {
-    let mut client = FaceServiceClient::connect(format!("http://{addr}"))
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("a valid address")
+        .connect()
         .await
         .expect("connecting to the staged vargid");
+    let mut client = FaceServiceClient::new(channel);
     // A real face through the staged ONNX Runtime and model.
     client
         .embed(pb::EmbedRequest {
