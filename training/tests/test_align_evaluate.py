@@ -4,7 +4,8 @@
 import numpy as np
 
 from vargface.align import ARCFACE_TEMPLATE, align, similarity_transform, warp_affine
-from vargface.evaluate import Pair, evaluate, fallback_landmarks, read_pairs
+from vargface.evaluate import (Pair, evaluate, fallback_landmarks, identification_metrics,
+                               identification_split, read_pairs)
 from vargface.thirdparty import dequantize_block
 
 
@@ -56,3 +57,26 @@ def test_blocked_dequantisation():
     zero = np.array([[1, 0], [0, -4]], dtype=np.int8)
     out = dequantize_block(q, scale, zero, axis=1, block_size=2)
     assert np.allclose(out, [[0.0, 0.5, 6.0, 8.0], [-1.0, -2.0, 1.0, 0.0]])
+
+
+def test_identification_split_and_figures():
+    names = ["A/A_0001.jpg", "A/A_0002.jpg", "A/A_0003.jpg", "B/B_0001.jpg", "B/B_0002.jpg",
+             "C/C_0001.jpg", "D/D_0001.jpg", "E/E_0001.jpg"]
+    split = identification_split(list(reversed(names)))
+    assert split.gallery == ["A/A_0001.jpg", "B/B_0001.jpg"]
+    assert split.mated == ["A/A_0002.jpg", "A/A_0003.jpg", "B/B_0002.jpg"]
+    assert split.non_mated == ["C/C_0001.jpg", "D/D_0001.jpg", "E/E_0001.jpg"]
+
+    axis = np.eye(4)
+    emb = {"A/A_0001.jpg": axis[0], "A/A_0002.jpg": axis[0] + 0.1 * axis[2],
+           "A/A_0003.jpg": axis[1] + 0.2 * axis[0],  # closer to B: a rank-1 miss
+           "B/B_0001.jpg": axis[1], "B/B_0002.jpg": axis[1] + 0.5 * axis[3],
+           "C/C_0001.jpg": axis[2], "D/D_0001.jpg": axis[3], "E/E_0001.jpg": axis[3] + 0.5 * axis[0]}
+    result = identification_metrics(emb, split)
+    assert result["rank1"] == 2 / 3
+    assert (result["gallery"], result["mated_probes"], result["non_mated_probes"]) == (2, 3, 3)
+    # FPIR=0.1 of 3 non-mated probes allows none above the threshold: the best
+    # non-mated score (E against A, 0.447) is the threshold. A/A_0002 (0.995) and
+    # B/B_0002 (0.894) are hits above it, A/A_0003 a miss: FNIR 1/3.
+    assert abs(result["fpir_0.1_threshold"] - 0.5 / np.sqrt(1.25)) < 1e-9
+    assert result["fnir_at_fpir_0.1"] == 1 / 3

@@ -47,3 +47,9 @@ def test_every_step_on_200_images(tmp_path):
                               "--detector", str(MODELS / "yunet_2023mar_fp32.onnx")]) == 0
         result = json.loads(figures.read_text())
         assert result["pairs"] == 40 and 0.0 <= result["accuracy_mean"] <= 1.0
+        # The LFW 1:N protocol on the same subset: every same-person pair's person
+        # is enrolled once, their other photos are mated probes.
+        ident = result["identification"]
+        assert ident["gallery"] >= 1 and ident["mated_probes"] >= 1
+        assert ident["gallery"] + ident["mated_probes"] + ident["non_mated_probes"] == result["images"]
+        assert 0.0 <= ident["rank1"] <= 1.0 and 0.0 <= ident["fnir_at_fpir_0.01"] <= 1.0

@@ -1,4 +1,4 @@
-"""LFW View 2 verification accuracy of any ONNX face embedder.
+"""LFW View 2 verification accuracy and LFW 1:N identification of any ONNX face embedder.
 
     python -m vargface.evaluate --model models/vargfacenet.onnx \
         [--lfw ../shared/data/lfw] [--detector .deps/models/yunet_2023mar_fp32.onnx]
@@ -11,6 +11,16 @@ is the cosine. Ten folds of pairs.txt: the threshold that maximises accuracy on
 nine folds is applied to the tenth; mean and standard deviation over the ten.
 TAR at FAR=1e-3 uses all 3,000 different-person pairs: the threshold is the
 lowest score that at most 0.1% of them (3) exceed.
+
+1:N identification (open set, NIST FRVT's terms) on the same photos: for every
+person with two or more photos the lowest-numbered one is enrolled (the gallery:
+1,559 people), each of their other photos is a mated probe (3,420), and every
+photo of a person with one photo is a non-mated probe (2,722). A search scores a
+probe against every gallery template (cosine); rank-1 is the share of mated
+probes whose best candidate is the right person. FNIR at FPIR=f: the threshold is
+the lowest score that at most a share f of the non-mated probes' best scores
+exceed, and a mated probe is missed unless its best candidate is the right person
+with a score above it.
 
 The model is any ONNX embedder taking NCHW RGB 0..255 112x112 input (VarGFaceNet
 and SFace both do). `--embeddings` scores a JSON object {relative image path:
@@ -32,6 +42,7 @@ from .detect import DEFAULT_DETECTOR
 
 DEFAULT_LFW = Path(os.environ.get("VARGID_LFW_DIR", "../shared/data/lfw"))
 FAR_TARGET = 1e-3
+FPIR_TARGETS = (0.1, 0.01)
 
 
 @dataclass
@@ -157,6 +168,66 @@ def evaluate(pairs: list[Pair], embeddings: dict[str, np.ndarray]) -> dict:
     return verification_metrics(scores, same, folds)
 
 
+@dataclass
+class IdentificationSplit:
+    gallery: list[str]  # one photo per enrolled person
+    mated: list[str]  # other photos of enrolled people
+    non_mated: list[str]  # photos of people never enrolled
+
+
+def person_of(name: str) -> str:
+    return name.split("/")[0]
+
+
+def identification_split(names: list[str]) -> IdentificationSplit:
+    """The LFW 1:N protocol above, over these image names (`Person/Person_NNNN.jpg`)."""
+    photos: dict[str, list[str]] = {}
+    for name in sorted(names):
+        photos.setdefault(person_of(name), []).append(name)
+    split = IdentificationSplit([], [], [])
+    for person in sorted(photos):
+        own = photos[person]
+        if len(own) >= 2:
+            split.gallery.append(own[0])
+            split.mated.extend(own[1:])
+        else:
+            split.non_mated.extend(own)
+    return split
+
+
+def identification_metrics(embeddings: dict[str, np.ndarray], split: IdentificationSplit) -> dict:
+    if not split.gallery or not split.mated:
+        raise ValueError("1:N needs at least one person with two or more photos")
+    gallery = l2_normalise(np.stack([embeddings[n] for n in split.gallery]))
+    people = np.array([person_of(n) for n in split.gallery])
+
+    def best(probes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if not probes:
+            return np.zeros(0, dtype=people.dtype), np.zeros(0)
+        scores = l2_normalise(np.stack([embeddings[n] for n in probes])) @ gallery.T
+        top = np.argmax(scores, axis=1)
+        return people[top], scores[np.arange(len(probes)), top]
+
+    mated_top, mated_score = best(split.mated)
+    correct = mated_top == np.array([person_of(n) for n in split.mated])
+    _, non_mated_score = best(split.non_mated)
+    result = {
+        "rank1": float(np.mean(correct)),
+        "gallery": len(split.gallery),
+        "mated_probes": len(split.mated),
+        "non_mated_probes": len(split.non_mated),
+    }
+    ordered = np.sort(non_mated_score)[::-1]
+    for fpir in FPIR_TARGETS:
+        if len(ordered) == 0:
+            break
+        allowed = int(np.floor(fpir * len(ordered)))
+        threshold = float(ordered[allowed]) if allowed < len(ordered) else float(ordered[-1]) - 1e-6
+        result[f"fnir_at_fpir_{fpir:g}"] = float(np.mean(~(correct & (mated_score > threshold))))
+        result[f"fpir_{fpir:g}_threshold"] = threshold
+    return result
+
+
 def cached_aligned_crops(names: list[str], images: Path, detector: Path, cache: Path | None) -> tuple[np.ndarray, int]:
     """Detection and alignment dominate an evaluation on a CPU; with `cache` they run
     once per LFW copy and detector, and each further model only embeds."""
@@ -219,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = json.loads(args.embeddings.read_text())
         embeddings = {k: np.asarray(v, dtype=np.float64) for k, v in raw.items()}
     result = evaluate(pairs, embeddings)
+    split = identification_split(sorted(set(names) & embeddings.keys()))
+    result["identification"] = identification_metrics(embeddings, split) if split.mated else None
     result.update(source=str(args.model or args.embeddings), images=len(names), no_face_fallbacks=fallbacks)
     print(f"{result['source']}: LFW {result['pairs']} pairs, {len(names)} images "
           f"({fallbacks} without a detected face, centre fallback)")
@@ -226,6 +299,14 @@ def main(argv: list[str] | None = None) -> int:
           f"+- {100 * result['accuracy_std']:.2f}")
     print(f"  TAR {100 * result['tar_at_far_1e-3']:.2f}% at FAR=1e-3 "
           f"(threshold {result['far_threshold']:.4f})")
+    ident = result["identification"]
+    if ident is None:
+        print("  1:N: no person with two or more photos in this subset")
+    else:
+        fnir = ", ".join(f"FNIR {100 * ident[f'fnir_at_fpir_{f:g}']:.2f}% at FPIR={f:g}"
+                         for f in FPIR_TARGETS if f"fnir_at_fpir_{f:g}" in ident)
+        print(f"  1:N: {ident['gallery']} enrolled, {ident['mated_probes']} mated and "
+              f"{ident['non_mated_probes']} non-mated probes: rank-1 {100 * ident['rank1']:.2f}%, {fnir}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
