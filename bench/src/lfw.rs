@@ -10,7 +10,9 @@
 //! embedding summed with that of the horizontally mirrored aligned crop. The
 //! service only aligns what it is sent, so the client sends the mirrored photo with
 //! landmarks chosen to make the service's alignment exactly the mirror of the
-//! first crop (see `mirror_landmarks`).
+//! first crop (see `mirror_landmarks`). `--no-client-flip` sends each photo once
+//! and keeps the service's embedding as it is: the figure a caller gets, with or
+//! without the service's own `model.flip_test`.
 //!
 //!     vargid-bench lfw --addr 127.0.0.1:50051 --lfw ../shared/data/lfw --out lfw.json
 
@@ -32,6 +34,7 @@ struct Args {
     lfw: PathBuf,
     out: PathBuf,
     concurrency: usize,
+    client_flip: bool,
 }
 
 fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
@@ -42,6 +45,7 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
             .unwrap_or_else(|| "../shared/data/lfw".into()),
         out: "target/lfw-service-embeddings.json".into(),
         concurrency: 16,
+        client_flip: true,
     };
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
@@ -51,9 +55,10 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
             "--lfw" => args.lfw = value()?.into(),
             "--out" => args.out = value()?.into(),
             "--concurrency" => args.concurrency = value()?.parse()?,
+            "--no-client-flip" => args.client_flip = false,
             other => bail!(
                 "unknown argument {other}; usage: vargid-bench lfw [--addr HOST:PORT] \
-                 [--lfw DIR] [--out FILE] [--concurrency N]"
+                 [--lfw DIR] [--out FILE] [--concurrency N] [--no-client-flip]"
             ),
         }
     }
@@ -136,6 +141,7 @@ fn mirror_landmarks(marks: &Landmarks, width: u32) -> Option<Landmarks> {
 async fn one_image(
     client: &mut FaceServiceClient<Channel>,
     path: &std::path::Path,
+    client_flip: bool,
 ) -> anyhow::Result<(Vec<f32>, Tally)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let rgb = image::load_from_memory(&bytes)?.into_rgb8();
@@ -184,6 +190,28 @@ async fn one_image(
             (marks, None)
         }
     };
+    if !client_flip {
+        if embedding.is_none() {
+            tally.gated = usize::from(tally.detected == 1);
+            let reply = client
+                .embed(pb::EmbedRequest {
+                    images: vec![with_landmarks(pb::image::Source::Encoded(bytes), &marks)],
+                })
+                .await?
+                .into_inner();
+            embedding = reply
+                .images
+                .into_iter()
+                .next()
+                .and_then(|i| i.faces.into_iter().next())
+                .map(|f| f.embedding);
+        }
+        let embedding = embedding.unwrap_or_default();
+        if embedding.is_empty() {
+            bail!("{}: the service returned no embedding", path.display());
+        }
+        return Ok((embedding, tally));
+    }
     let flipped = image::imageops::flip_horizontal(&rgb);
     let mut images = vec![with_landmarks(
         pb::image::Source::Raw(pb::RawImage {
@@ -237,6 +265,7 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
+        let client_flip = args.client_flip;
         for name in names.iter().cloned() {
             let mut client = FaceServiceClient::new(channel.clone())
                 .max_decoding_message_size(64 << 20)
@@ -245,7 +274,7 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
             let limit = limit.clone();
             tasks.spawn(async move {
                 let _slot = limit.acquire_owned().await;
-                (name, one_image(&mut client, &path).await)
+                (name, one_image(&mut client, &path, client_flip).await)
             });
         }
         let mut out = BTreeMap::new();

@@ -8,11 +8,14 @@ scripts/prepare-models.sh writes to .deps/models.
 
 import json
 import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from vargface import distill, evaluate, prepare, teacher
+from vargface import bundle, distill, evaluate, prepare, teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 FACES = Path(os.environ.get("VARGID_FACES_DIR", ROOT / "../shared/data/faces"))
@@ -39,6 +42,32 @@ def test_every_step_on_200_images(tmp_path):
     # Generation 2 as the documented commands train: bfloat16 autocast.
     assert distill.main(common + ["--out", str(gen2), "--init", str(gen1 / "student.onnx"), "--bf16"]) == 0
     assert json.loads((gen2 / "run.json").read_text())["generation"] == 2
+    # The consistent-teaching recipe: the teacher runs on every mixed, augmented batch.
+    gen3 = tmp_path / "gen3"
+    assert distill.main(common + ["--out", str(gen3), "--init", str(gen2 / "student.onnx"), "--generation", "3",
+                                  "--teacher-online", str(MODELS / "sface_2021dec_fp32.onnx"), "--mixup", "1",
+                                  "--mix", "cutmix", "--inst-on-mixed"]) == 0
+    assert "online teacher" in json.loads((gen3 / "run.json").read_text())["summary"]
+
+    # The GPU run's bundle: packed here, its first steps run on the CPU from the
+    # unpacked bundle alone (its own code), the weights joined and exported here.
+    packed = tmp_path / "gpu-bundle.zip"
+    assert bundle.main(["pack", "--prepared", str(archive), "--init", str(gen3 / "student.onnx"),
+                        "--teacher", str(MODELS / "sface_2021dec_fp32.onnx"), "--out", str(packed)]) == 0
+    assert packed.stat().st_size <= 64 * 2**20
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(packed) as z:
+        z.extractall(unpacked)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    gpu_out = tmp_path / "gpu-out"
+    subprocess.run(["sh", str(unpacked / "run.sh"), str(gpu_out), "--epochs", "0.1", "--batch-size", "16",
+                    "--warmup-steps", "1", "--mixup", "1", "--inst-on-mixed", "--generation", "4"],
+                   cwd=tmp_path, env=env, check=True)
+    parts = json.loads((gpu_out / "weights/parts.json").read_text())["parts"]
+    assert parts and all(p["bytes"] <= 16 * 2**20 for p in parts)
+    joined = tmp_path / "joined.pt"
+    assert bundle.main(["join", "--weights", str(gpu_out / "weights"), "--out", str(joined)]) == 0
+    assert joined.read_bytes() == (gpu_out / "student.pt").read_bytes()
 
     for model in (MODELS / "sface_2021dec_fp32.onnx", gen2 / "student.onnx"):
         figures = tmp_path / f"{model.parent.name}.json"

@@ -14,10 +14,15 @@ on LFW), while contrasting every face with every other teaches the student the
 teacher's geometry. The student's embedding width is the teacher's (128 for
 SFace) so that the two embeddings are directly comparable.
 
-Augmentation suited to faces: horizontal flip (the target becomes the teacher's
-embedding of the mirrored crop), small shifts and scale changes, brightness and
-contrast, occasional greyscale, and optional mixup between two faces (the target
-is the normalised mix of their teacher embeddings).
+Augmentation suited to faces: horizontal flip, small shifts and scale changes,
+brightness and contrast, occasional greyscale, and mixing between two faces
+(mixup or CutMix) on a share of the batches. By default the targets are cached:
+the teacher's embedding of the clean crop or its mirror, and for a mixed face the
+normalised mix of the two faces' embeddings, so the target does not match what
+the student sees. With --teacher-online the teacher (vargface.teacher_torch) runs
+on the student's final batch every step, so target and input agree, mixed faces
+included ("consistent teaching", Beyer et al. 2022, "Knowledge distillation: a
+good teacher is patient and consistent").
 
 Checkpoints (`checkpoint.pt`, every --checkpoint-every steps and at each epoch
 end) hold model, optimiser, schedule and position; --resume continues from one.
@@ -58,6 +63,18 @@ def parse_args(argv):
     p.add_argument("--inst-weight", type=float, default=1.0, help="instance-softmax term weight")
     p.add_argument("--inst-scale", type=float, default=30.0)
     p.add_argument("--mixup", type=float, default=0.2, help="share of batches mixed between faces")
+    p.add_argument("--inst-on-mixed", action="store_true",
+                   help="keep the instance-softmax term on mixed batches, split between the two faces by "
+                        "their share (without it mixed batches have the angular term only)")
+    p.add_argument("--mix", choices=("mixup", "cutmix"), default="mixup",
+                   help="how a mixed batch blends two faces: a weighted sum, or a rectangle of one pasted "
+                        "on the other")
+    p.add_argument("--teacher-online", type=Path, metavar="MODEL",
+                   help="consistent teaching: run this teacher on the student's own augmented (and mixed) "
+                        "batch every step, so the target is the teacher's embedding of exactly what the "
+                        "student sees; without it the targets are the cached embeddings of the clean crop "
+                        "and its mirror (and their normalised mix). MODEL: the teacher's .onnx, or the .pt "
+                        "that vargface.teacher_torch.save_teacher writes")
     p.add_argument("--limit", type=int, default=0, help="only the first N crops (smoke runs)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps")
     p.add_argument("--resume", action="store_true")
@@ -131,6 +148,24 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def mix_batch(x: torch.Tensor, mode: str, generator: torch.Generator, step: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Blends each face with another of the batch: (mixed batch, partner index,
+    share of the first face). CutMix pastes a rectangle of the partner covering
+    1 - share of the area."""
+    n, _, h, w = x.shape
+    lam = float(np.random.default_rng(step).beta(0.4, 0.4)) if mode == "mixup" else \
+        float(np.random.default_rng(step).uniform(0.0, 1.0))
+    perm = torch.randperm(n, generator=generator).to(x.device)
+    if mode == "mixup":
+        return lam * x + (1 - lam) * x[perm], perm, lam
+    cut_h, cut_w = int(round(h * math.sqrt(1 - lam))), int(round(w * math.sqrt(1 - lam)))
+    top = int(torch.randint(0, h - cut_h + 1, (1,), generator=generator).item())
+    left = int(torch.randint(0, w - cut_w + 1, (1,), generator=generator).item())
+    mixed = x.clone()
+    mixed[:, :, top:top + cut_h, left:left + cut_w] = x[perm, :, top:top + cut_h, left:left + cut_w]
+    return mixed, perm, 1.0 - (cut_h * cut_w) / (h * w)
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -172,6 +207,15 @@ def main(argv=None) -> int:
         model = VarGFaceNet(emb_size=emb)
         initialize_like_insightface(model)
     model.to(device)
+    online = None
+    if args.teacher_online:
+        from .teacher_torch import load_teacher
+
+        online = load_teacher(args.teacher_online).to(device)
+        if device.type == "cpu":
+            online.to(memory_format=torch.channels_last)
+        if args.compile:
+            online = torch.compile(online)
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = max(1, count // args.batch_size)
     total_steps = max(1, int(round(args.epochs * steps_per_epoch)))
@@ -211,20 +255,27 @@ def main(argv=None) -> int:
         target = target.to(device)
         mixed = torch.rand(1, generator=generator).item() < args.mixup
         if mixed:
-            lam = float(np.random.default_rng(step).beta(0.4, 0.4))
-            perm = torch.randperm(len(idx), generator=generator).to(device)
-            x = lam * x + (1 - lam) * x[perm]
-            target = F.normalize(lam * target + (1 - lam) * target[perm], dim=-1)
+            x, perm, lam = mix_batch(x, args.mix, generator, step)
+            if online is None:
+                target = F.normalize(lam * target + (1 - lam) * target[perm], dim=-1)
         for group in optimiser.param_groups:
             group["lr"] = lr_at(step, total_steps, args.lr, args.warmup_steps)
+        if online is not None:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                target = F.normalize(online(x).float(), dim=-1)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             raw = forward(x)
         student = F.normalize(raw.float(), dim=-1)
         angular = (1.0 - (student * target).sum(dim=-1)).mean()
         loss = angular
-        if args.inst_weight > 0 and not mixed:
+        if args.inst_weight > 0 and (args.inst_on_mixed or not mixed):
+            # A mixed face belongs to both instances, in proportion (as CutMix's labels do).
             logits = args.inst_scale * student @ centres.T
-            loss = loss + args.inst_weight * F.cross_entropy(logits, idx.to(device))
+            own = idx.to(device)
+            inst = F.cross_entropy(logits, own)
+            if mixed:
+                inst = lam * inst + (1 - lam) * F.cross_entropy(logits, own[perm])
+            loss = loss + args.inst_weight * inst
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -249,7 +300,9 @@ def main(argv=None) -> int:
     torch.save({"model": model.state_dict()}, args.out / "student.pt")
     summary = (f"generation {generation} angular distillation from SFace "
                f"({'init ' + args.init.name if args.init else 'random init'}), {count} faces, "
-               f"{args.epochs:g} epochs, inst-softmax w={args.inst_weight:g} s={args.inst_scale:g}")
+               f"{args.epochs:g} epochs, inst-softmax w={args.inst_weight:g} s={args.inst_scale:g}, "
+               f"{'online teacher on the augmented view' if online is not None else 'cached clean targets'}, "
+               f"{args.mix} on {args.mixup:g} of batches")
     onnx_path = args.out / "student.onnx"
     export_onnx(model, onnx_path, model_metadata(emb, f"{VERSION}-gen{generation}", summary))
     results = check_parity(model, onnx_path)

@@ -40,6 +40,9 @@ pub struct EmbedderOptions {
     pub intra_op_spinning: bool,
     /// The ONNX Runtime shared library; `None` reads `ORT_DYLIB_PATH`.
     pub onnxruntime_library: Option<PathBuf>,
+    /// Test-time flip: a face's embedding is the normalised sum of the embeddings of
+    /// the crop and of its mirror. Costs a second inference per face.
+    pub flip_test: bool,
 }
 
 /// What the model says about itself (ONNX metadata) and its tensor names.
@@ -51,6 +54,10 @@ pub struct ModelInfo {
     pub input_name: String,
     pub output_name: String,
     pub execution_provider: &'static str,
+    /// The batch size the ONNX graph fixes (e.g. 1), or `None` when it is dynamic.
+    /// A fixed-batch model is run one fixed-size chunk at a time.
+    pub fixed_batch: Option<usize>,
+    pub flip_test: bool,
 }
 
 /// A loaded model. Not shareable between threads while running: ONNX Runtime sessions
@@ -90,7 +97,12 @@ impl Embedder {
         let session = builder
             .commit_from_file(path)
             .map_err(|e| load_err(e.to_string()))?;
-        let info = inspect(&session, path, options.execution_provider)?;
+        let mut info = inspect(&session, path, options.execution_provider)?;
+        if options.flip_test {
+            // Templates made with the flip are not comparable with ones made without.
+            info.flip_test = true;
+            info.version.push_str("+flip");
+        }
         Ok(Self {
             session,
             info,
@@ -108,11 +120,28 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let per = FaceCrop::TENSOR_LEN;
-        self.input.resize(crops.len() * per, 0.0);
-        for (crop, out) in crops.iter().zip(self.input.chunks_exact_mut(per)) {
+        let views = if self.info.flip_test { 2 } else { 1 };
+        self.input.resize(crops.len() * views * per, 0.0);
+        let (plain, mirrored) = self.input.split_at_mut(crops.len() * per);
+        for (crop, out) in crops.iter().zip(plain.chunks_exact_mut(per)) {
             crop.write_chw(out);
         }
-        self.run_chw(crops.len())
+        for (crop, out) in crops.iter().zip(mirrored.chunks_exact_mut(per)) {
+            crop.write_chw_mirrored(out);
+        }
+        let embeddings = self.run_chw(crops.len() * views)?;
+        if !self.info.flip_test {
+            return Ok(embeddings);
+        }
+        let (plain, mirrored) = embeddings.split_at(crops.len());
+        Ok(plain
+            .iter()
+            .zip(mirrored)
+            .map(|(a, b)| {
+                let sum: Vec<f32> = a.iter().zip(b).map(|(x, y)| x + y).collect();
+                l2_normalised(&sum)
+            })
+            .collect())
     }
 
     /// Embeds `batch` images already laid out as NCHW f32 in 0..255 (used by tests and
@@ -130,10 +159,31 @@ impl Embedder {
         self.run_chw(nchw.len() / per)
     }
 
+    /// Runs the first `batch` images of `self.input`, in chunks of the model's fixed
+    /// batch when it has one (the last chunk padded with zeros, its extra rows dropped).
     fn run_chw(&mut self, batch: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        let Some(fixed) = self.info.fixed_batch else {
+            return self.run_once(0, batch);
+        };
+        let per = FaceCrop::TENSOR_LEN;
+        let chunks = batch.div_ceil(fixed);
+        self.input.resize(chunks * fixed * per, 0.0);
+        self.input[batch * per..].fill(0.0);
+        let mut out = Vec::with_capacity(chunks * fixed);
+        for chunk in 0..chunks {
+            out.extend(self.run_once(chunk * fixed, fixed)?);
+        }
+        out.truncate(batch);
+        Ok(out)
+    }
+
+    /// One ONNX Runtime call on `batch` images of `self.input` from image `first`.
+    fn run_once(&mut self, first: usize, batch: usize) -> Result<Vec<Vec<f32>>, ModelError> {
         let side = CROP_SIZE as usize;
+        let per = FaceCrop::TENSOR_LEN;
         let shape = [batch, 3, side, side];
-        let input = TensorRef::from_array_view((shape, self.input.as_slice()))
+        let data = &self.input[first * per..(first + batch) * per];
+        let input = TensorRef::from_array_view((shape, data))
             .map_err(|e| ModelError::Inference(e.to_string()))?;
         let outputs = self
             .session
@@ -231,14 +281,17 @@ fn inspect(
     let meta = session
         .metadata()
         .map_err(|e| bad(format!("cannot read metadata: {e}")))?;
+    // A model without a name (SFace's ONNX has no metadata) is tagged by its file:
+    // the stem as the name and a digest of the bytes as the version, so a gallery
+    // never takes templates from two different unlabelled models.
     let name = meta
         .custom("model_name")
-        .or_else(|| meta.graph_description())
-        .unwrap_or_else(|| "unknown".into());
-    let version = meta
-        .custom("model_version")
-        .or_else(|| meta.version().map(|v| v.to_string()))
-        .unwrap_or_else(|| "unknown".into());
+        .or_else(|| meta.graph_description().filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| file_stem(path));
+    let version = match meta.custom("model_version") {
+        Some(v) => v,
+        None => file_digest(path).map_err(|e| bad(format!("cannot read the file: {e}")))?,
+    };
     if let Some(declared) = meta.custom("embedding_size") {
         if declared.trim() != embedding_size.to_string() {
             return Err(bad(format!(
@@ -253,7 +306,26 @@ fn inspect(
         input_name: input.name().to_string(),
         output_name: output.name().to_string(),
         execution_provider: provider.name(),
+        fixed_batch: (in_dims[0] > 0).then_some(in_dims[0] as usize),
+        flip_test: false,
     })
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map_or_else(|| "unknown".into(), |s| s.to_string_lossy().into_owned())
+}
+
+/// `sha256:` and the first 12 hex digits of the file's SHA-256.
+fn file_digest(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    let hex: String = hasher.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("sha256:{hex}"))
 }
 
 fn l2_normalised(v: &[f32]) -> Vec<f32> {

@@ -170,6 +170,23 @@ impl FaceCrop {
             b[i] = f32::from(px[2]);
         }
     }
+
+    /// Like [`FaceCrop::write_chw`], of the crop mirrored left to right (test-time flip).
+    pub fn write_chw_mirrored(&self, out: &mut [f32]) {
+        let side = CROP_SIZE as usize;
+        let plane = side * side;
+        debug_assert_eq!(out.len(), 3 * plane);
+        let (r, rest) = out.split_at_mut(plane);
+        let (g, b) = rest.split_at_mut(plane);
+        for (row, pixels) in self.rgb.chunks_exact(3 * side).enumerate() {
+            for (col, px) in pixels.chunks_exact(3).enumerate() {
+                let i = row * side + (side - 1 - col);
+                r[i] = f32::from(px[0]);
+                g[i] = f32::from(px[1]);
+                b[i] = f32::from(px[2]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -289,5 +306,21 @@ mod tests {
         assert_eq!(out[112 * 112 + 3], 100.0);
         assert_eq!(out[2 * 112 * 112 + 3], 200.0);
         assert!(FaceCrop::from_aligned(RgbImage::new(100, 112)).is_err());
+    }
+
+    #[test]
+    fn mirrored_crop_reverses_each_row() {
+        let img = RgbImage::from_fn(112, 112, |x, y| {
+            image::Rgb([x as u8, y as u8, 200 - x as u8])
+        });
+        let crop = FaceCrop::from_aligned(img).unwrap();
+        let mut out = vec![0.0; FaceCrop::TENSOR_LEN];
+        crop.write_chw_mirrored(&mut out);
+        let plane = 112 * 112;
+        assert_eq!(out[0], 111.0); // row 0, column 0 holds column 111
+        assert_eq!(out[111], 0.0);
+        assert_eq!(out[5 * 112 + 3], 108.0);
+        assert_eq!(out[plane + 5 * 112 + 3], 5.0);
+        assert_eq!(out[2 * plane + 5 * 112 + 3], 200.0 - 108.0);
     }
 }

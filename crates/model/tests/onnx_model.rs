@@ -106,3 +106,64 @@ fn loading_errors_name_the_problem() {
         );
     }
 }
+
+fn crop_of(f: impl Fn(u32, u32) -> [u8; 3]) -> FaceCrop {
+    let img = image::RgbImage::from_fn(112, 112, |x, y| image::Rgb(f(x, y)));
+    FaceCrop::from_aligned(img).expect("a 112x112 crop")
+}
+
+#[test]
+fn a_model_with_a_fixed_batch_of_one_runs_each_face_on_its_own() {
+    // tests/data/fixed_batch_model.py: input [1, 3, 112, 112], output the channel means.
+    let path = root().join("crates/model/tests/data/fixed_batch_1.onnx");
+    let mut embedder = Embedder::load(&path, &EmbedderOptions::default()).expect("loading");
+    assert_eq!(embedder.info().fixed_batch, Some(1));
+    let colours = [[200, 10, 10], [10, 200, 10], [10, 10, 200], [90, 90, 0]];
+    let crops: Vec<FaceCrop> = colours.iter().map(|c| crop_of(|_, _| *c)).collect();
+    let got = embedder
+        .embed(&crops.iter().collect::<Vec<_>>())
+        .expect("four faces");
+    assert_eq!(got.len(), 4);
+    for (colour, embedding) in colours.iter().zip(&got) {
+        let want: Vec<f32> = colour.iter().map(|&v| f32::from(v)).collect();
+        assert!(
+            cosine(embedding, &want) > 0.99999,
+            "{embedding:?} for {colour:?}"
+        );
+    }
+}
+
+#[test]
+fn flip_test_sums_the_crop_and_its_mirror() {
+    let plain_options = EmbedderOptions::default();
+    let flip_options = EmbedderOptions {
+        flip_test: true,
+        ..Default::default()
+    };
+    let mut plain = Embedder::load(&model_path(), &plain_options).expect("loading");
+    let mut flip = Embedder::load(&model_path(), &flip_options).expect("loading");
+    assert!(
+        flip.info().version.ends_with("+flip"),
+        "{}",
+        flip.info().version
+    );
+    assert_eq!(plain.info().name, flip.info().name);
+    let crop = crop_of(|x, y| [(x * 2) as u8, (y * 2) as u8, ((x * y) % 251) as u8]);
+    let mirror = crop_of(|x, y| {
+        [
+            ((111 - x) * 2) as u8,
+            (y * 2) as u8,
+            (((111 - x) * y) % 251) as u8,
+        ]
+    });
+    let both = plain.embed(&[&crop, &mirror]).expect("plain");
+    let sum: Vec<f32> = both[0].iter().zip(&both[1]).map(|(a, b)| a + b).collect();
+    let flipped = flip.embed(&[&crop, &mirror]).expect("flip");
+    assert!(cosine(&flipped[0], &sum) > 0.99999);
+    // A face and its mirror image have one flip-test embedding.
+    assert!(cosine(&flipped[0], &flipped[1]) > 0.99999);
+    assert!(
+        cosine(&both[0], &both[1]) < 0.9999,
+        "the pattern is not symmetric"
+    );
+}

@@ -72,6 +72,10 @@ pub struct ModelSettings {
     /// Whether idle intra-op threads spin-wait for work: faster inference (about
     /// 10-30% on 2 cores), at the cost of CPU that decoding could use.
     pub intra_op_spinning: bool,
+    /// Test-time flip: embed each face and its mirror image and use the normalised
+    /// sum. More accurate, at twice the inference per face. Part of the model tag, so
+    /// a gallery never mixes templates made with and without it.
+    pub flip_test: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -188,6 +192,7 @@ impl Default for ModelSettings {
             instances: 1,
             intra_op_threads: 0,
             intra_op_spinning: true,
+            flip_test: false,
         }
     }
 }

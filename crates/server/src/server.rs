@@ -65,6 +65,7 @@ fn embedder_options(settings: &Settings, budget: ThreadBudget) -> EmbedderOption
         intra_op_threads: budget.intra_op_per_instance,
         intra_op_spinning: m.intra_op_spinning,
         onnxruntime_library: onnxruntime_library(&m.onnxruntime_library),
+        flip_test: m.flip_test,
     }
 }
 
