@@ -12,6 +12,7 @@
 # (default ../shared/data/lfw); figures go to target/lfw-flip/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/start-vargid.sh
 
 MODEL="${1:-models/vargfacenet.onnx}"
 LFW="${VARGID_LFW_DIR:-../shared/data/lfw}"
@@ -26,16 +27,9 @@ cargo build --quiet --bin vargid --bin vargid-bench
 for flip in false true; do
   data="$(mktemp -d)"
   log="$OUT/vargid-flip-$flip.log"
-  VARGID_SERVER__LISTEN="$ADDR" VARGID_METRICS__LISTEN="" VARGID_GALLERY__DATA_DIR="$data" \
-    VARGID_MODEL__PATH="$MODEL" VARGID_MODEL__FLIP_TEST="$flip" NO_COLOR=1 target/debug/vargid >"$log" 2>&1 &
-  server=$!
-  trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-  for _ in $(seq 1 240); do
-    grep -q "vargid listening" "$log" && break
-    kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
-    sleep 0.5
-  done
-  grep -q "vargid listening" "$log" || { echo "vargid did not start"; cat "$log"; exit 1; }
+  trap 'kill "${server:-}" 2>/dev/null || true; wait "${server:-}" 2>/dev/null || true; rm -rf "$data"' EXIT
+  start_vargid "$log" VARGID_SERVER__LISTEN="$ADDR" VARGID_METRICS__LISTEN="" VARGID_GALLERY__DATA_DIR="$data" \
+    VARGID_MODEL__PATH="$MODEL" VARGID_MODEL__FLIP_TEST="$flip"
   target/debug/vargid-bench lfw --addr "$ADDR" --lfw "$LFW" --no-client-flip \
     --out "$OUT/flip-$flip-embeddings.json" | tee "$OUT/flip-$flip-bench.txt"
   kill "$server"; wait "$server" 2>/dev/null || true

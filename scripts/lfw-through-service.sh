@@ -11,6 +11,7 @@
 # embeddings go to target/lfw/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/start-vargid.sh
 
 MODEL="${1:-models/vargfacenet.onnx}"
 LFW="${VARGID_LFW_DIR:-../shared/data/lfw}"
@@ -24,16 +25,9 @@ cargo build --quiet --bin vargid --bin vargid-bench
 
 data="$(mktemp -d)"
 log="$OUT/vargid.log"
-VARGID_SERVER__LISTEN="$ADDR" VARGID_METRICS__LISTEN="" VARGID_GALLERY__DATA_DIR="$data" \
-  VARGID_MODEL__PATH="$MODEL" NO_COLOR=1 target/debug/vargid >"$log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
-for _ in $(seq 1 240); do
-  grep -q "vargid listening" "$log" && break
-  kill -0 "$server" 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.5
-done
-grep -q "vargid listening" "$log" || { echo "vargid did not start"; cat "$log"; exit 1; }
+trap 'kill "${server:-}" 2>/dev/null || true; wait "${server:-}" 2>/dev/null || true; rm -rf "$data"' EXIT
+start_vargid "$log" VARGID_SERVER__LISTEN="$ADDR" VARGID_METRICS__LISTEN="" VARGID_GALLERY__DATA_DIR="$data" \
+  VARGID_MODEL__PATH="$MODEL"
 
 target/debug/vargid-bench lfw --addr "$ADDR" --lfw "$LFW" --out "$OUT/service-embeddings.json"
 kill "$server"; wait "$server" 2>/dev/null || true

@@ -190,65 +190,58 @@ async fn one_image(
             (marks, None)
         }
     };
-    if !client_flip {
-        if embedding.is_none() {
-            tally.gated = usize::from(tally.detected == 1);
-            let reply = client
-                .embed(pb::EmbedRequest {
-                    images: vec![with_landmarks(pb::image::Source::Encoded(bytes), &marks)],
-                })
-                .await?
-                .into_inner();
-            embedding = reply
-                .images
-                .into_iter()
-                .next()
-                .and_then(|i| i.faces.into_iter().next())
-                .map(|f| f.embedding);
-        }
-        let embedding = embedding.unwrap_or_default();
-        if embedding.is_empty() {
-            bail!("{}: the service returned no embedding", path.display());
-        }
-        return Ok((embedding, tally));
+    // One more call: the mirrored photo (client flip) and, for a face below the
+    // quality gate, the photo again with its landmarks.
+    let mut images = Vec::new();
+    if client_flip {
+        let flipped = image::imageops::flip_horizontal(&rgb);
+        images.push(with_landmarks(
+            pb::image::Source::Raw(pb::RawImage {
+                width: w,
+                height: h,
+                rgb: flipped.into_raw(),
+            }),
+            &mirror_landmarks(&marks, w)
+                .with_context(|| format!("{}: degenerate landmarks", path.display()))?,
+        ));
     }
-    let flipped = image::imageops::flip_horizontal(&rgb);
-    let mut images = vec![with_landmarks(
-        pb::image::Source::Raw(pb::RawImage {
-            width: w,
-            height: h,
-            rgb: flipped.into_raw(),
-        }),
-        &mirror_landmarks(&marks, w)
-            .with_context(|| format!("{}: degenerate landmarks", path.display()))?,
-    )];
     if embedding.is_none() {
         tally.gated = usize::from(tally.detected == 1);
         images.push(with_landmarks(pb::image::Source::Encoded(bytes), &marks));
     }
-    let reply = client
-        .embed(pb::EmbedRequest { images })
-        .await?
-        .into_inner();
-    let mut vectors = reply.images.into_iter().map(|i| {
-        i.faces
+    let mut vectors = Vec::new();
+    if !images.is_empty() {
+        let reply = client
+            .embed(pb::EmbedRequest { images })
+            .await?
+            .into_inner();
+        vectors = reply
+            .images
             .into_iter()
-            .next()
-            .map(|f| f.embedding)
-            .unwrap_or_default()
-    });
-    let flip = vectors.next().unwrap_or_default();
+            .map(|i| {
+                i.faces
+                    .into_iter()
+                    .next()
+                    .map(|f| f.embedding)
+                    .unwrap_or_default()
+            })
+            .collect();
+    }
+    let mut vectors = vectors.into_iter();
+    let flip = if client_flip { vectors.next() } else { None };
     if embedding.is_none() {
         embedding = vectors.next();
     }
     let embedding = embedding.unwrap_or_default();
-    if embedding.is_empty() || flip.len() != embedding.len() {
+    let flip_ok = flip.as_ref().is_none_or(|f| f.len() == embedding.len());
+    if embedding.is_empty() || (client_flip && flip.is_none()) || !flip_ok {
         bail!("{}: the service returned no embedding", path.display());
     }
-    Ok((
-        embedding.iter().zip(&flip).map(|(a, b)| a + b).collect(),
-        tally,
-    ))
+    let summed = match flip {
+        Some(flip) => embedding.iter().zip(&flip).map(|(a, b)| a + b).collect(),
+        None => embedding,
+    };
+    Ok((summed, tally))
 }
 
 pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
