@@ -22,12 +22,13 @@ deploy-deps:
 	./scripts/install-kubernetes-validate.sh
 	./scripts/install-ort-cuda.sh
 
+## The release build, as the images ship it (tests use the dev profile).
 build: deps
-	$(CARGO) build --bins
+	$(CARGO) build --release --bins
 
 ## Start the service on its embedded defaults: gRPC 127.0.0.1:50051, metrics 127.0.0.1:9464, data in ./data.
 run: build
-	$(CARGO) run --bin vargid
+	$(CARGO) run --release --bin vargid
 
 ## Every test: Rust unit and end-to-end tests, Python tests, formatting and lints, and
 ## each fuzz target for 15 s (scripts/fuzz.sh).

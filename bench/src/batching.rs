@@ -6,15 +6,13 @@
 //! Prints a Markdown report for docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use vargid_model::{Embedder, EmbedderOptions, FaceCrop};
-use vargid_proto::v1 as pb;
-use vargid_proto::v1::face_service_client::FaceServiceClient;
+
+use crate::load::{closed_loop, LoadResult};
+use crate::service::{aligned_request, ServerStats, Service};
 
 struct Args {
     model: PathBuf,
@@ -56,7 +54,7 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
 }
 
 /// A 112x112 crop around the centre of a photo, encoded as JPEG (what a caller sends).
-fn face_jpeg(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn face_jpeg(path: &Path) -> anyhow::Result<Vec<u8>> {
     let img = image::open(path)
         .with_context(|| format!("reading {}", path.display()))?
         .into_rgb8();
@@ -130,120 +128,7 @@ struct ServiceResult {
     raw_around: f64,
     mean_batch: f64,
     mean_inference_ms: f64,
-    faces_per_s: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: usize,
-}
-
-async fn load(
-    addr: &str,
-    jpeg: Arc<Vec<u8>>,
-    concurrency: usize,
-    seconds: f64,
-) -> anyhow::Result<ServiceResult> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
-    let warmup = Duration::from_secs(2);
-    let measure = Duration::from_secs_f64(seconds);
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let mut client = FaceServiceClient::new(channel.clone());
-        let jpeg = jpeg.clone();
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
-            loop {
-                let now = start.elapsed();
-                if now >= warmup + measure {
-                    break;
-                }
-                let request = pb::EmbedRequest {
-                    images: vec![pb::Image {
-                        source: Some(pb::image::Source::Encoded(jpeg.as_ref().clone())),
-                        location: pb::FaceLocation::Aligned as i32,
-                        landmarks: None,
-                    }],
-                };
-                let t = Instant::now();
-                let ok = client.embed(request).await.is_ok();
-                let took = t.elapsed();
-                if now >= warmup && start.elapsed() <= warmup + measure {
-                    if ok {
-                        latencies.push(took.as_secs_f64());
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            (latencies, errors)
-        });
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    while let Some(joined) = tasks.join_next().await {
-        let (l, e) = joined?;
-        latencies.extend(l);
-        errors += e;
-    }
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-            * 1e3
-    };
-    Ok(ServiceResult {
-        concurrency,
-        raw_around: f64::NAN,
-        mean_batch: f64::NAN,
-        mean_inference_ms: f64::NAN,
-        faces_per_s: latencies.len() as f64 / seconds,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        errors,
-    })
-}
-
-/// `key=value` from a tracing text log line.
-fn log_field(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!("{key}="))? + key.len() + 1;
-    line[start..]
-        .split_whitespace()
-        .next()
-        .map(|v| v.trim_matches('"').to_string())
-}
-
-/// Cumulative batching counters from the server's /metrics.
-struct ServerStats {
-    batches: f64,
-    batch_faces: f64,
-    inference_s: f64,
-}
-
-impl ServerStats {
-    async fn scrape(addr: &str) -> anyhow::Result<Self> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .await?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await?;
-        let value = |series: &str| {
-            body.lines()
-                .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-                .unwrap_or(0.0)
-        };
-        Ok(Self {
-            batches: value("vargid_batch_size_count"),
-            batch_faces: value("vargid_batch_size_sum"),
-            inference_s: value("vargid_inference_duration_seconds_sum"),
-        })
-    }
+    load: LoadResult,
 }
 
 pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
@@ -263,55 +148,35 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         .context("no batch sizes")?;
     let batch1_ms = raw.iter().find(|r| r.batch == 1).map(|r| r.median_ms);
 
-    let exe = std::env::current_exe()?;
-    let binary = exe.parent().context("bin dir")?.join("vargid");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let jpeg = Arc::new(jpeg);
     let service = runtime.block_on(async {
-        let mut server = tokio::process::Command::new(&binary)
-            .env("VARGID_SERVER__LISTEN", "127.0.0.1:0")
-            .env("VARGID_METRICS__LISTEN", "127.0.0.1:0")
-            .env(
-                "VARGID_GALLERY__DATA_DIR",
-                std::env::temp_dir().join("vargid-bench-data"),
-            )
-            .env("VARGID_LOG__FILTER", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut lines = BufReader::new(server.stdout.take().context("stdout")?).lines();
-        let (addr, metrics_addr) = loop {
-            let line = lines
-                .next_line()
-                .await?
-                .context("vargid exited before listening")?;
-            if let (Some(grpc), Some(metrics)) = (log_field(&line, "grpc"), log_field(&line, "metrics")) {
-                break (grpc, metrics);
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let server = Service::start(&[]).await?;
+        let channels = server.channels(1).await?;
+        let request = aligned_request(&jpeg);
         let mut results = Vec::new();
         for &c in &args.concurrency {
             let raw_before = model.measure(&crop, best.batch, args.seconds / 3.0)?.faces_per_s;
-            let before = ServerStats::scrape(&metrics_addr).await?;
-            let mut r = load(&addr, jpeg.clone(), c, args.seconds).await?;
-            let after = ServerStats::scrape(&metrics_addr).await?;
+            let before = ServerStats::scrape(&server.metrics_addr).await?;
+            let load = closed_loop(&channels, request.clone(), c, Duration::from_secs(2), args.seconds).await?;
+            let after = ServerStats::scrape(&server.metrics_addr).await?;
             let raw_after = model.measure(&crop, best.batch, args.seconds / 3.0)?.faces_per_s;
-            r.raw_around = (raw_before + raw_after) / 2.0;
-            r.mean_batch = (after.batch_faces - before.batch_faces) / (after.batches - before.batches);
-            r.mean_inference_ms = 1e3 * (after.inference_s - before.inference_s) / (after.batches - before.batches);
+            let (mean_batch, mean_inference_ms) = after.batches_since(&before);
             eprintln!(
-                "service concurrency {c}: {:.1} faces/s p50 {:.1} ms, mean batch {:.1}, {:.1} ms per batch",
-                r.faces_per_s, r.p50_ms, r.mean_batch, r.mean_inference_ms
+                "service concurrency {c}: {:.1} faces/s p50 {:.1} ms, mean batch {mean_batch:.1}, {mean_inference_ms:.1} ms per batch",
+                load.goodput(),
+                load.ms(0.5),
             );
-            results.push(r);
+            results.push(ServiceResult {
+                concurrency: c,
+                raw_around: (raw_before + raw_after) / 2.0,
+                mean_batch,
+                mean_inference_ms,
+                load,
+            });
         }
-        server.kill().await.ok();
         anyhow::Ok(results)
     })?;
 
@@ -335,12 +200,12 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         println!(
             "| {} | {:.1} | {:.1} | {:.1}% | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
             r.concurrency,
-            r.faces_per_s,
+            r.load.goodput(),
             r.raw_around,
-            100.0 * r.faces_per_s / r.raw_around,
-            r.p50_ms,
-            r.p99_ms,
-            r.errors,
+            100.0 * r.load.goodput() / r.raw_around,
+            r.load.ms(0.50),
+            r.load.ms(0.99),
+            r.load.errors_text(),
             r.mean_batch,
             r.mean_inference_ms
         );
@@ -352,10 +217,10 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
     if let (Some(b1), Some(c1)) = (batch1_ms, service.iter().find(|r| r.concurrency == 1)) {
         println!(
             "Concurrency 1: service p50 {:.2} ms vs one batch-1 inference {:.2} ms ({:+.2} ms, {:+.1}%).",
-            c1.p50_ms,
+            c1.load.ms(0.5),
             b1,
-            c1.p50_ms - b1,
-            100.0 * (c1.p50_ms - b1) / b1
+            c1.load.ms(0.5) - b1,
+            100.0 * (c1.load.ms(0.5) - b1) / b1
         );
     }
     Ok(())

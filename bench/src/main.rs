@@ -3,11 +3,16 @@
 //! - `vargid-bench gallery`: search latency and recall, flat vs approximate, and
 //!   durable enrollments per second;
 //! - `vargid-bench lfw`: LFW View 2 embeddings through a running service, for
-//!   `python -m vargface.evaluate --embeddings`.
+//!   `python -m vargface.evaluate --embeddings`;
+//! - `vargid-bench overload`: goodput, admitted latency and recovery far past
+//!   capacity, against the same generator at concurrency 16.
 
 mod batching;
 mod gallery;
 mod lfw;
+mod load;
+mod overload;
+mod service;
 
 fn main() -> anyhow::Result<()> {
     let mut argv = std::env::args().skip(1);
@@ -15,6 +20,7 @@ fn main() -> anyhow::Result<()> {
         Some("batching") => batching::run(argv.collect()),
         Some("gallery") => gallery::run(argv.collect()),
         Some("lfw") => lfw::run(argv.collect()),
-        _ => anyhow::bail!("usage: vargid-bench batching|gallery|lfw [options]"),
+        Some("overload") => overload::run(argv.collect()),
+        _ => anyhow::bail!("usage: vargid-bench batching|gallery|lfw|overload [options]"),
     }
 }

@@ -9,12 +9,15 @@ use tonic::Code;
 use vargid_proto::v1 as pb;
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 
-/// Far past capacity (512 concurrent callers, a queue of 64 faces): the excess is
-/// refused with RESOURCE_EXHAUSTED, admitted requests are served, nothing else fails,
-/// and the server serves normally once the load stops.
+/// Far past capacity (512 concurrent callers, a queue of 64 faces, no time bound): the
+/// excess is refused with RESOURCE_EXHAUSTED, admitted requests are served, nothing
+/// else fails, and the server serves normally once the load stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_refused_fast_and_the_server_recovers() {
-    let server = Server::start(&[("VARGID_BATCHING__QUEUE_CAPACITY", "64")]);
+    let server = Server::start(&[
+        ("VARGID_BATCHING__QUEUE_CAPACITY", "64"),
+        ("VARGID_BATCHING__MAX_QUEUE_WAIT_MS", "0"),
+    ]);
     let image = raw_image(&lfw_crop("Ann_Veneman", 3));
     let mut channels = Vec::new();
     for _ in 0..8 {
@@ -63,6 +66,112 @@ async fn overload_is_refused_fast_and_the_server_recovers() {
             })
             .await
             .expect("served after the load stopped");
+    }
+}
+
+/// A bound on the wait, far below what a burst queues (1 ms; 128 callers at once, room
+/// for all of them by count): calls over it are refused with RESOURCE_EXHAUSTED saying
+/// so, the rest are served, the metrics count the refusals by reason, and an idle
+/// server admits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_over_the_wait_bound_are_refused_at_once() {
+    let server = Server::start(&[
+        ("VARGID_BATCHING__QUEUE_CAPACITY", "512"),
+        ("VARGID_BATCHING__MAX_QUEUE_WAIT_MS", "1"),
+    ]);
+    let image = raw_image(&lfw_crop("Ann_Veneman", 3));
+    let mut client = server.client().await;
+    let one = pb::EmbedRequest {
+        images: vec![image.clone()],
+    };
+    // The first batch teaches admission what a face costs.
+    client.embed(one.clone()).await.expect("idle call");
+    let channel = server.channel().await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..128 {
+        let mut client = FaceServiceClient::new(channel.clone());
+        let request = one.clone();
+        calls.spawn(async move {
+            client
+                .embed(request)
+                .await
+                .map(drop)
+                .map_err(|s| (s.code(), s.message().to_string()))
+        });
+    }
+    let (mut ok, mut over_bound) = (0, 0);
+    while let Some(joined) = calls.join_next().await {
+        match joined.expect("call task") {
+            Ok(()) => ok += 1,
+            Err((code, message)) => {
+                assert_eq!(code, Code::ResourceExhausted, "{message}");
+                // Refused on admission, or (estimate exceeded) on leaving the queue.
+                assert!(
+                    message.contains("server overloaded") && message.contains("1 ms bound")
+                        || message.contains("beyond the 1 ms bound"),
+                    "{message}"
+                );
+                over_bound += 1;
+            }
+        }
+    }
+    assert!(ok >= 1, "the first caller of the burst is admitted");
+    assert!(over_bound > 0, "calls over the bound are refused");
+    assert_eq!(ok + over_bound, 128);
+
+    let addr = server.metrics.as_deref().expect("metrics endpoint");
+    let body = http_get(addr, "/metrics").await;
+    assert!(
+        body.contains("vargid_queue_rejected_total{reason=\"wait_bound\"}"),
+        "refusals by reason:\n{body}"
+    );
+    for _ in 0..3 {
+        client
+            .embed(one.clone())
+            .await
+            .expect("an idle server admits");
+    }
+}
+
+/// A call whose own deadline is shorter than the work queued ahead of it is refused at
+/// once with DEADLINE_EXCEEDED, not run after its caller has given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_cannot_meet_its_deadline_is_refused_at_once() {
+    let server = Server::start(&[("VARGID_BATCHING__MAX_QUEUE_WAIT_MS", "0")]);
+    let image = raw_image(&lfw_crop("Serena_Williams", 1));
+    let mut client = server.client().await;
+    client
+        .embed(pb::EmbedRequest {
+            images: vec![image.clone()],
+        })
+        .await
+        .expect("idle call");
+    // Two full requests ahead: 64 faces of work, far more than 100 ms on any CPU.
+    let mut ahead = tokio::task::JoinSet::new();
+    for _ in 0..2 {
+        let mut client = server.client().await;
+        let images = vec![image.clone(); 32];
+        ahead.spawn(async move { client.embed(pb::EmbedRequest { images }).await.map(drop) });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut request = tonic::Request::new(pb::EmbedRequest {
+        images: vec![image.clone()],
+    });
+    request.set_timeout(std::time::Duration::from_millis(100));
+    let refused = client.embed(request).await.expect_err("cannot meet 100 ms");
+    assert_eq!(
+        refused.code(),
+        Code::DeadlineExceeded,
+        "{}",
+        refused.message()
+    );
+    assert!(
+        refused.message().contains("shorter than the expected wait"),
+        "{}",
+        refused.message()
+    );
+    while let Some(joined) = ahead.join_next().await {
+        joined.expect("task").expect("the calls ahead are served");
     }
 }
 

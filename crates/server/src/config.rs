@@ -87,6 +87,11 @@ pub struct BatchingSettings {
     pub max_queue_delay_ms: u64,
     /// Faces waiting for inference; beyond this requests fail with RESOURCE_EXHAUSTED.
     pub queue_capacity: usize,
+    /// Longest a face may wait for inference, in ms (0 = no time bound). A call whose
+    /// expected wait (the work queued ahead of it, at the measured cost per face)
+    /// exceeds this is refused at once with RESOURCE_EXHAUSTED, or with
+    /// DEADLINE_EXCEEDED when it exceeds what is left of the call's own deadline.
+    pub max_queue_wait_ms: u64,
     /// Threads decoding images; 0 = number of cores.
     pub preprocess_threads: usize,
 }
@@ -203,6 +208,7 @@ impl Default for BatchingSettings {
             max_batch_size: 32,
             max_queue_delay_ms: 5,
             queue_capacity: 256,
+            max_queue_wait_ms: 1000,
             preprocess_threads: 0,
         }
     }

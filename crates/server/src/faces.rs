@@ -3,7 +3,7 @@
 //! batching engine.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -185,14 +185,17 @@ impl FacePipeline {
 
     /// The faces of each image, in request order; within an image, highest
     /// detector score first. Images are decoded and searched in parallel.
+    /// `deadline` is what is left of the call's time: a call that cannot be served
+    /// within it is refused before any work.
     pub async fn embed(
         &self,
         images: Vec<ImageInput>,
+        deadline: Duration,
     ) -> Result<Vec<Vec<FaceResult>>, PipelineError> {
         let count = images.len();
         // Room for one face per image is reserved before any work; faces beyond that
         // (group photos) are queued if there is room, else the request is refused.
-        let announced = self.engine.incoming(count)?;
+        let announced = self.engine.incoming(count, Some(deadline))?;
         // Dropping the set (on the first error) aborts the decodes still running.
         let mut decodes = JoinSet::new();
         for (index, image) in images.into_iter().enumerate() {

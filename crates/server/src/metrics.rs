@@ -14,6 +14,7 @@ const QUEUE_DEPTH: &str = "vargid_queue_depth";
 const QUEUE_WAIT_SECONDS: &str = "vargid_queue_wait_seconds";
 const QUEUE_REJECTED: &str = "vargid_queue_rejected_total";
 const JOBS_DROPPED: &str = "vargid_abandoned_faces_total";
+const JOBS_TIMED_OUT: &str = "vargid_queue_timed_out_faces_total";
 const BATCH_SIZE: &str = "vargid_batch_size";
 const INFERENCE_SECONDS: &str = "vargid_inference_duration_seconds";
 const FACES_EMBEDDED: &str = "vargid_faces_embedded_total";
@@ -59,7 +60,12 @@ fn describe() {
     );
     describe_counter!(
         QUEUE_REJECTED,
-        "Requests refused because the queue was full"
+        "Requests refused before queueing, by reason: full (count bound), wait_bound \
+         (expected wait over batching.max_queue_wait_ms), deadline (over the call's deadline)"
+    );
+    describe_counter!(
+        JOBS_TIMED_OUT,
+        "Faces answered with an error because they waited past batching.max_queue_wait_ms"
     );
     describe_counter!(
         JOBS_DROPPED,
@@ -95,8 +101,12 @@ pub fn queue_wait(waited: Duration) {
     histogram!(QUEUE_WAIT_SECONDS).record(waited.as_secs_f64());
 }
 
-pub fn queue_rejected() {
-    counter!(QUEUE_REJECTED).increment(1);
+pub fn queue_rejected(reason: &'static str) {
+    counter!(QUEUE_REJECTED, "reason" => reason).increment(1);
+}
+
+pub fn job_timed_out() {
+    counter!(JOBS_TIMED_OUT).increment(1);
 }
 
 pub fn job_dropped() {

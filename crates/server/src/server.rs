@@ -201,6 +201,7 @@ pub async fn run(
             max_batch_size: settings.batching.max_batch_size,
             max_queue_delay: Duration::from_millis(settings.batching.max_queue_delay_ms),
             queue_capacity: settings.batching.queue_capacity,
+            max_queue_wait: Duration::from_millis(settings.batching.max_queue_wait_ms),
         },
     );
     let limits = DecodeLimits {
@@ -243,6 +244,7 @@ pub async fn run(
             max_top_k: settings.limits.max_top_k,
             default_index: settings.gallery.index.clone(),
             match_threshold: settings.gallery.match_threshold,
+            request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
         },
         auth,
     );

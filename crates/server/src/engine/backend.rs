@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 use vargid_model::{Embedder, FaceCrop};
 
+use super::admission::ServiceTime;
 use super::{EngineError, Job};
 use crate::metrics;
 
@@ -19,16 +20,24 @@ pub(super) struct Batch {
 }
 
 /// Starts the instance threads; returns where to send batches.
-/// `answered` counts the callers answered by each finished batch, for the batcher.
-pub(super) fn spawn(embedders: Vec<Embedder>, answered: Arc<AtomicUsize>) -> SyncSender<Batch> {
+/// `answered` counts the callers answered by each finished batch, for the batcher;
+/// `service_time` learns what a face costs, for admission.
+pub(super) fn spawn(
+    embedders: Vec<Embedder>,
+    answered: Arc<AtomicUsize>,
+    service_time: Arc<ServiceTime>,
+    running: Arc<AtomicUsize>,
+) -> SyncSender<Batch> {
     let (tx, rx) = sync_channel::<Batch>(embedders.len());
     let rx = Arc::new(Mutex::new(rx));
     for (i, embedder) in embedders.into_iter().enumerate() {
         let rx = rx.clone();
         let answered = answered.clone();
+        let service_time = service_time.clone();
+        let running = running.clone();
         std::thread::Builder::new()
             .name(format!("vargid-model-{i}"))
-            .spawn(move || run_instance(embedder, rx, answered))
+            .spawn(move || run_instance(embedder, rx, answered, service_time, running))
             .expect("spawning a model thread at start-up");
     }
     tx
@@ -38,11 +47,18 @@ fn run_instance(
     mut embedder: Embedder,
     batches: Arc<Mutex<Receiver<Batch>>>,
     answered: Arc<AtomicUsize>,
+    service_time: Arc<ServiceTime>,
+    running: Arc<AtomicUsize>,
 ) {
     loop {
         let next = batches.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(Batch { mut jobs, instance }) = next else {
             return;
+        };
+        // The batcher counted these faces as running when it formed the batch.
+        let _formed = RunningFaces {
+            running: &running,
+            n: jobs.len(),
         };
         // Callers may have gone while the batch waited for this thread.
         jobs.retain(|job| {
@@ -58,7 +74,11 @@ fn run_instance(
         let crops: Vec<&FaceCrop> = jobs.iter().map(|j| &j.crop).collect();
         let started = Instant::now();
         let result = embedder.embed(&crops);
-        metrics::batch_done(jobs.len(), started.elapsed());
+        let took = started.elapsed();
+        metrics::batch_done(jobs.len(), took);
+        if result.is_ok() {
+            service_time.record(jobs.len(), took);
+        }
         // The instance is free: the batcher may form the next batch while we reply.
         answered.fetch_add(jobs.len(), Ordering::AcqRel);
         drop(instance);
@@ -76,5 +96,17 @@ fn run_instance(
                 }
             }
         }
+    }
+}
+
+/// Takes a formed batch's faces off the running count when the batch is done with.
+struct RunningFaces<'a> {
+    running: &'a AtomicUsize,
+    n: usize,
+}
+
+impl Drop for RunningFaces<'_> {
+    fn drop(&mut self) {
+        self.running.fetch_sub(self.n, Ordering::AcqRel);
     }
 }

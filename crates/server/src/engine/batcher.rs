@@ -3,12 +3,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use super::backend::Batch;
-use super::{EngineConfig, Incoming, Job};
+use super::{EngineConfig, EngineError, Incoming, Job};
 use crate::metrics;
 
 /// Forms batches until the queue closes. A batch starts when a model instance is free
@@ -24,6 +25,7 @@ pub(super) async fn run(
     batches: SyncSender<Batch>,
     incoming: Arc<Incoming>,
     answered: Arc<AtomicUsize>,
+    running: Arc<AtomicUsize>,
     config: EngineConfig,
 ) {
     let max = config.max_batch_size;
@@ -40,8 +42,9 @@ pub(super) async fn run(
         };
         let first_at = Instant::now();
         let mut jobs = Vec::with_capacity(max);
-        admit(first, &mut jobs);
-        drain(&mut queue, &mut jobs, max);
+        let bound = config.max_queue_wait;
+        admit(first, &mut jobs, bound);
+        drain(&mut queue, &mut jobs, max, bound);
 
         // Callers answered long before this request came are not about to return.
         let returning = if first_at - freed_at <= delay {
@@ -57,8 +60,8 @@ pub(super) async fn run(
             {
                 match tokio::time::timeout_at(until, queue.recv()).await {
                     Ok(Some(job)) => {
-                        admit(job, &mut jobs);
-                        drain(&mut queue, &mut jobs, max);
+                        admit(job, &mut jobs, bound);
+                        drain(&mut queue, &mut jobs, max, bound);
                     }
                     Ok(None) | Err(_) => break,
                 }
@@ -68,6 +71,8 @@ pub(super) async fn run(
         if jobs.is_empty() {
             continue;
         }
+        // Counted until the backend has answered the batch.
+        running.fetch_add(jobs.len(), Ordering::AcqRel);
         // Never blocks: the channel holds one batch per instance and we hold a permit.
         if batches.send(Batch { jobs, instance }).is_err() {
             return;
@@ -75,21 +80,33 @@ pub(super) async fn run(
     }
 }
 
-fn drain(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize) {
+fn drain(queue: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>, max: usize, bound: Duration) {
     while jobs.len() < max {
         match queue.try_recv() {
-            Ok(job) => admit(job, jobs),
+            Ok(job) => admit(job, jobs, bound),
             Err(_) => break,
         }
     }
 }
 
-/// Keeps the job unless its caller has gone.
-fn admit(job: Job, jobs: &mut Vec<Job>) {
+/// Keeps the job unless its caller has gone, or it has waited past `bound` (non-zero):
+/// then its caller is answered at once, so that no admitted call waits longer than the
+/// bound plus one batch even when admission's estimate was wrong.
+fn admit(job: Job, jobs: &mut Vec<Job>, bound: Duration) {
     if job.abandoned() {
         metrics::job_dropped();
         return;
     }
-    metrics::queue_wait(job.enqueued_at.elapsed());
+    let waited = job.enqueued_at.elapsed();
+    metrics::queue_wait(waited);
+    if !bound.is_zero() && waited > bound {
+        metrics::job_timed_out();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let _ = job.reply.send(Err(EngineError::QueueTimeout {
+            waited_ms: ms(waited),
+            bound_ms: ms(bound),
+        }));
+        return;
+    }
     jobs.push(job);
 }

@@ -1,11 +1,13 @@
 //! The dynamic batching engine between the gRPC handlers and the model.
 //!
-//! Handlers submit decoded face crops; each face becomes a [`Job`] in a bounded queue
-//! (full queue: [`EngineError::QueueFull`] at once). [`batcher`] forms a batch as soon
+//! Handlers submit decoded face crops; each face becomes a [`Job`] in a queue bounded
+//! by count ([`EngineError::QueueFull`]) and by expected wait ([`admission`]), both
+//! checked at once, before any work is spent on the call. [`batcher`] forms a batch as soon
 //! as a model instance is free, and [`backend`] threads, one per model instance, run
 //! it and answer each job. A job whose caller has gone (deadline, cancellation) is
 //! dropped before inference.
 
+mod admission;
 mod backend;
 mod batcher;
 
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use vargid_model::{Embedder, FaceCrop, ModelInfo};
 
+use self::admission::{Refusal, ServiceTime};
 use crate::metrics;
 
 /// Batching parameters.
@@ -24,12 +27,28 @@ pub struct EngineConfig {
     pub max_batch_size: usize,
     pub max_queue_delay: Duration,
     pub queue_capacity: usize,
+    /// Longest a face may wait for inference (zero: no time bound, only the count).
+    pub max_queue_wait: Duration,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum EngineError {
     #[error("inference queue is full ({capacity} faces waiting); retry with backoff")]
     QueueFull { capacity: usize },
+    #[error(
+        "server overloaded: the inference queue holds about {expected_ms} ms of work, \
+         beyond its {bound_ms} ms bound; retry with backoff"
+    )]
+    Overloaded { expected_ms: u64, bound_ms: u64 },
+    #[error(
+        "the call's deadline ({deadline_ms} ms left) is shorter than the expected wait for \
+         inference (about {expected_ms} ms); retry later or with a longer deadline"
+    )]
+    DeadlineTooShort { expected_ms: u64, deadline_ms: u64 },
+    #[error(
+        "waited {waited_ms} ms for inference, beyond the {bound_ms} ms bound; retry with backoff"
+    )]
+    QueueTimeout { waited_ms: u64, bound_ms: u64 },
     #[error("the inference engine has stopped")]
     Stopped,
     #[error("inference failed: {0}")]
@@ -74,6 +93,11 @@ pub struct Engine {
     incoming: Arc<Incoming>,
     capacity: usize,
     max_batch_size: usize,
+    max_queue_wait: Duration,
+    instances: usize,
+    service_time: Arc<ServiceTime>,
+    /// Faces in formed batches not yet answered: work ahead of any new call too.
+    running: Arc<AtomicUsize>,
     info: ModelInfo,
 }
 
@@ -87,13 +111,22 @@ impl Engine {
         // One permit per model instance: a batch is formed only when one is free.
         let free_instances = Arc::new(Semaphore::new(embedders.len()));
         let answered = Arc::new(AtomicUsize::new(0));
-        let batches = backend::spawn(embedders, answered.clone());
+        let instances = embedders.len();
+        let service_time = Arc::new(ServiceTime::new());
+        let running = Arc::new(AtomicUsize::new(0));
+        let batches = backend::spawn(
+            embedders,
+            answered.clone(),
+            service_time.clone(),
+            running.clone(),
+        );
         tokio::spawn(batcher::run(
             queue_rx,
             free_instances,
             batches,
             incoming.clone(),
             answered,
+            running.clone(),
             config.clone(),
         ));
         Self {
@@ -101,6 +134,10 @@ impl Engine {
             incoming,
             capacity: config.queue_capacity,
             max_batch_size: config.max_batch_size,
+            max_queue_wait: config.max_queue_wait,
+            instances,
+            service_time,
+            running,
             info,
         }
     }
@@ -115,8 +152,13 @@ impl Engine {
 
     /// Reserves room for `n` faces about to be submitted (they are being decoded).
     /// Fails at once when the queue, counting faces already announced, cannot take
-    /// them: an overloaded server refuses before spending any work on a request.
-    pub fn incoming(&self, n: usize) -> Result<IncomingGuard, EngineError> {
+    /// them, or when their expected wait exceeds the bound or `deadline` (what is left
+    /// of the call's): an overloaded server refuses before spending any work on a call.
+    pub fn incoming(
+        &self,
+        n: usize,
+        deadline: Option<Duration>,
+    ) -> Result<IncomingGuard, EngineError> {
         let queued = self.capacity - self.queue.capacity();
         let announced = self.incoming.0.fetch_add(n, Ordering::AcqRel);
         let guard = IncomingGuard {
@@ -124,10 +166,33 @@ impl Engine {
             n,
         };
         if queued + announced + n > self.capacity {
-            metrics::queue_rejected();
+            metrics::queue_rejected("full");
             return Err(EngineError::QueueFull {
                 capacity: self.capacity,
             });
+        }
+        // Before the first batch the cost is unknown: only the count bound applies.
+        if let Some(per_face) = self.service_time.per_face() {
+            let ahead = queued + announced + self.running.load(Ordering::Acquire);
+            let expected = admission::expected_wait(ahead, self.instances, per_face);
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            match admission::check(expected, self.max_queue_wait, deadline) {
+                Ok(()) => {}
+                Err(Refusal::OverBound { expected, bound }) => {
+                    metrics::queue_rejected("wait_bound");
+                    return Err(EngineError::Overloaded {
+                        expected_ms: ms(expected),
+                        bound_ms: ms(bound),
+                    });
+                }
+                Err(Refusal::OverDeadline { expected, deadline }) => {
+                    metrics::queue_rejected("deadline");
+                    return Err(EngineError::DeadlineTooShort {
+                        expected_ms: ms(expected),
+                        deadline_ms: ms(deadline),
+                    });
+                }
+            }
         }
         Ok(guard)
     }
@@ -151,7 +216,7 @@ impl Engine {
                 Ok(()) => replies.push(rx),
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // Jobs already queued are dropped by the batcher: their receivers go here.
-                    metrics::queue_rejected();
+                    metrics::queue_rejected("full");
                     return Err(EngineError::QueueFull {
                         capacity: self.capacity,
                     });

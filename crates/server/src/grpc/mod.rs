@@ -2,7 +2,11 @@
 //! and validation (`convert`) and error-to-status mapping (`status`).
 
 mod convert;
+mod deadline;
 mod face_service;
+mod gallery_admin;
+mod identities;
+mod recognition;
 mod status;
 
 pub use face_service::{FaceServiceImpl, ServiceLimits};

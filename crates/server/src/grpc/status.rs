@@ -24,7 +24,11 @@ pub fn pipeline(err: PipelineError, field: impl Fn(usize) -> String) -> Status {
 
 pub fn engine(err: EngineError) -> Status {
     match err {
-        EngineError::QueueFull { .. } => Status::resource_exhausted(err.to_string()),
+        EngineError::QueueFull { .. }
+        | EngineError::Overloaded { .. }
+        | EngineError::QueueTimeout { .. } => Status::resource_exhausted(err.to_string()),
+        // Refused early: the caller would have seen its deadline pass anyway.
+        EngineError::DeadlineTooShort { .. } => Status::deadline_exceeded(err.to_string()),
         EngineError::Stopped => Status::unavailable(err.to_string()),
         EngineError::Inference(_) => Status::internal(err.to_string()),
     }

@@ -1,0 +1,103 @@
+//! A closed-loop gRPC load generator: N callers over a set of HTTP/2 connections,
+//! each sending its next `Embed` as soon as the last one is answered (as ghz does).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use vargid_proto::v1 as pb;
+use vargid_proto::v1::face_service_client::FaceServiceClient;
+
+/// What a load level measured, counting only calls that ended inside the window.
+pub struct LoadResult {
+    /// Latencies of successful calls, in seconds, sorted.
+    pub ok_latencies: Vec<f64>,
+    /// Failed calls by gRPC code.
+    pub errors: BTreeMap<String, usize>,
+    pub seconds: f64,
+}
+
+impl LoadResult {
+    pub fn goodput(&self) -> f64 {
+        self.ok_latencies.len() as f64 / self.seconds
+    }
+
+    /// The `p` quantile (0..1) of successful calls, in ms.
+    pub fn ms(&self, p: f64) -> f64 {
+        let l = &self.ok_latencies;
+        l.get(((l.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+            * 1e3
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.ok_latencies.last().copied().unwrap_or(f64::NAN) * 1e3
+    }
+
+    pub fn errors_text(&self) -> String {
+        if self.errors.is_empty() {
+            return "0".into();
+        }
+        self.errors
+            .iter()
+            .map(|(code, n)| format!("{n} {code}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Runs `concurrency` callers spread over `channels` for `warmup + seconds`, sending
+/// `request` each time; counts the calls that end after the warm-up and within it.
+pub async fn closed_loop(
+    channels: &[Channel],
+    request: pb::EmbedRequest,
+    concurrency: usize,
+    warmup: Duration,
+    seconds: f64,
+) -> anyhow::Result<LoadResult> {
+    let measure = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..concurrency {
+        let mut client = FaceServiceClient::new(channels[i % channels.len()].clone());
+        let request = request.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+            loop {
+                let sent = start.elapsed();
+                if sent >= warmup + measure {
+                    break;
+                }
+                let t = Instant::now();
+                let result = client.embed(request.clone()).await;
+                let took = t.elapsed();
+                let ended = start.elapsed();
+                if sent >= warmup && ended <= warmup + measure {
+                    match result {
+                        Ok(_) => latencies.push(took.as_secs_f64()),
+                        Err(status) => {
+                            *errors.entry(format!("{:?}", status.code())).or_default() += 1
+                        }
+                    }
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut out = LoadResult {
+        ok_latencies: Vec::new(),
+        errors: BTreeMap::new(),
+        seconds,
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let (latencies, errors) = joined?;
+        out.ok_latencies.extend(latencies);
+        for (code, n) in errors {
+            *out.errors.entry(code).or_default() += n;
+        }
+    }
+    out.ok_latencies.sort_by(f64::total_cmp);
+    Ok(out)
+}
