@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use vargid_model::{Embedder, EmbedderOptions, FaceCrop};
 
-use crate::load::{closed_loop, LoadResult};
+use crate::load::{drive, LoadResult};
 use crate::service::{aligned_request, ServerStats, Service};
 
 struct Args {
@@ -160,7 +160,7 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         for &c in &args.concurrency {
             let raw_before = model.measure(&crop, best.batch, args.seconds / 3.0)?.faces_per_s;
             let before = ServerStats::scrape(&server.metrics_addr).await?;
-            let load = closed_loop(&channels, request.clone(), c, Duration::from_secs(2), args.seconds).await?;
+            let load = drive(&channels, request.clone(), c, None, Duration::from_secs(2), args.seconds).await?;
             let after = ServerStats::scrape(&server.metrics_addr).await?;
             let raw_after = model.measure(&crop, best.batch, args.seconds / 3.0)?.faces_per_s;
             let (mean_batch, mean_inference_ms) = after.batches_since(&before);

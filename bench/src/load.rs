@@ -1,5 +1,7 @@
-//! A closed-loop gRPC load generator: N callers over a set of HTTP/2 connections,
-//! each sending its next `Embed` as soon as the last one is answered (as ghz does).
+//! A gRPC load generator as ghz is one: N callers over a set of HTTP/2 connections,
+//! each sending its next `Embed` as soon as the last one is answered, optionally
+//! paced by a shared rate limit (ghz `--rps`), so that the offered load is fixed
+//! however fast the server answers or refuses.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -48,24 +50,36 @@ impl LoadResult {
 }
 
 /// Runs `concurrency` callers spread over `channels` for `warmup + seconds`, sending
-/// `request` each time; counts the calls that end after the warm-up and within it.
-pub async fn closed_loop(
+/// `request` each time, at most `rate` calls a second in all when given; counts the
+/// calls that end after the warm-up and within it.
+pub async fn drive(
     channels: &[Channel],
     request: pb::EmbedRequest,
     concurrency: usize,
+    rate: Option<f64>,
     warmup: Duration,
     seconds: f64,
 ) -> anyhow::Result<LoadResult> {
     let measure = Duration::from_secs_f64(seconds);
     let start = Instant::now();
+    let pace = rate.map(|r| {
+        let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / r.max(1e-3)));
+        // Behind schedule (all callers busy), the limiter does not burst to catch up.
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        std::sync::Arc::new(tokio::sync::Mutex::new(ticks))
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..concurrency {
         let mut client = FaceServiceClient::new(channels[i % channels.len()].clone());
         let request = request.clone();
+        let pace = pace.clone();
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             let mut errors: BTreeMap<String, usize> = BTreeMap::new();
             loop {
+                if let Some(pace) = &pace {
+                    pace.lock().await.tick().await;
+                }
                 let sent = start.elapsed();
                 if sent >= warmup + measure {
                     break;

@@ -1,13 +1,14 @@
 //! `vargid-bench overload`: what a caller gets far past capacity. In one run, with one
-//! generator (closed-loop callers over the same HTTP/2 connections):
+//! generator (callers over the same HTTP/2 connections, as ghz drives them):
 //! 1. idle latency: sequential calls;
-//! 2. goodput at concurrency 16 (about capacity on a 2-core machine);
-//! 3. goodput at the overload concurrency (512 by default: far more than ten times
-//!    the offered load of capacity, since refused callers send again at once), the
-//!    refusals, and the latency of the calls admitted, against the wait bound plus
-//!    one batch;
-//! 4. recovery: sequential calls right after the overload stops, until one is back
-//!    within 1.5x the idle latency.
+//! 2. goodput at concurrency 16, unpaced: about capacity on a 2-core machine;
+//! 3. overload: 512 callers paced to `--factor` (10) times that goodput in all (ghz
+//!    `-c 512 --rps R`): goodput, refusals, and the latency of the calls admitted
+//!    against the wait bound plus one batch;
+//! 4. a retry storm: the same 512 callers unpaced, each sending again the moment it
+//!    is refused (no client backs off), for the record;
+//! 5. after each overload, recovery: sequential calls until one is back within 1.5x
+//!    the idle latency.
 //!
 //! Prints a Markdown report for docs/benchmarks.md.
 
@@ -18,7 +19,7 @@ use anyhow::{bail, Context};
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 
 use crate::batching::face_jpeg;
-use crate::load::{closed_loop, LoadResult};
+use crate::load::{drive, LoadResult};
 use crate::service::{aligned_request, ServerStats, Service};
 
 struct Args {
@@ -26,6 +27,7 @@ struct Args {
     seconds: f64,
     capacity_concurrency: usize,
     overload_concurrency: usize,
+    factor: f64,
     connections: usize,
     max_queue_wait_ms: u64,
 }
@@ -36,6 +38,7 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
         seconds: 15.0,
         capacity_concurrency: 16,
         overload_concurrency: 512,
+        factor: 10.0,
         connections: 8,
         max_queue_wait_ms: 1000,
     };
@@ -47,11 +50,12 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
             "--seconds" => args.seconds = value()?.parse()?,
             "--capacity-concurrency" => args.capacity_concurrency = value()?.parse()?,
             "--overload-concurrency" => args.overload_concurrency = value()?.parse()?,
+            "--factor" => args.factor = value()?.parse()?,
             "--connections" => args.connections = value()?.parse()?,
             "--max-queue-wait-ms" => args.max_queue_wait_ms = value()?.parse()?,
             other => bail!(
                 "unknown argument {other}; usage: vargid-bench overload [--face JPG] [--seconds S] \
-                 [--capacity-concurrency 16] [--overload-concurrency 512] [--connections 8] \
+                 [--capacity-concurrency 16] [--overload-concurrency 512] [--factor 10] [--connections 8] \
                  [--max-queue-wait-ms 1000]"
             ),
         }
@@ -60,7 +64,12 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
 }
 
 struct Level {
+    name: &'static str,
     concurrency: usize,
+    /// Calls a second offered in all (None: unpaced).
+    rate: Option<f64>,
+    /// Ms from the end of this level until a call was back near idle latency.
+    recovered_ms: Option<f64>,
     load: LoadResult,
     mean_batch: f64,
     batch_ms: f64,
@@ -90,55 +99,56 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         let idle_p50 = median(&idle);
         eprintln!("idle p50 {idle_p50:.1} ms");
 
-        let mut levels = Vec::new();
-        for c in [args.capacity_concurrency, args.overload_concurrency] {
+        let mut levels: Vec<Level> = Vec::new();
+        let plan = [
+            ("capacity", args.capacity_concurrency, None),
+            ("overload", args.overload_concurrency, Some(args.factor)),
+            ("retry storm", args.overload_concurrency, None),
+        ];
+        for (name, c, factor) in plan {
+            let rate = factor.map(|f| f * levels[0].load.goodput());
             let before = ServerStats::scrape(&server.metrics_addr).await?;
-            let load = closed_loop(&channels, request.clone(), c, Duration::from_secs(2), args.seconds).await?;
+            let load = drive(&channels, request.clone(), c, rate, Duration::from_secs(2), args.seconds).await?;
             let after = ServerStats::scrape(&server.metrics_addr).await?;
             let (mean_batch, batch_ms) = after.batches_since(&before);
+            let recovered_ms = if name == "capacity" {
+                None
+            } else {
+                Some(recovery_ms(&mut client, &request, idle_p50).await?)
+            };
             eprintln!(
-                "concurrency {c}: goodput {:.1} faces/s, p50 {:.1} ms, max {:.1} ms, errors {}",
+                "{name}: concurrency {c}, goodput {:.1} faces/s, p50 {:.1} ms, max {:.1} ms, errors {}",
                 load.goodput(),
                 load.ms(0.5),
                 load.max_ms(),
                 load.errors_text()
             );
             levels.push(Level {
+                name,
                 concurrency: c,
+                rate,
+                recovered_ms,
                 load,
                 mean_batch,
                 batch_ms,
                 refused_by_server: after.refused - before.refused,
             });
         }
-        // Recovery: the overload's callers have all returned when closed_loop ends.
-        let stopped = Instant::now();
-        let mut after_ms = Vec::new();
-        let recovered_after = loop {
-            let t = Instant::now();
-            client.embed(request.clone()).await?;
-            let ms = t.elapsed().as_secs_f64() * 1e3;
-            after_ms.push(ms);
-            if ms <= 1.5 * idle_p50 {
-                break stopped.elapsed().as_secs_f64() * 1e3;
-            }
-            if after_ms.len() > 200 {
-                bail!("not back to idle latency after 200 calls");
-            }
-        };
 
-        let (capacity, overload) = (&levels[0], &levels[1]);
+        let (capacity, overload, storm) = (&levels[0], &levels[1], &levels[2]);
         println!(
             "Idle latency (sequential, concurrency 1): p50 {idle_p50:.2} ms. Wait bound \
              `batching.max_queue_wait_ms` = {} ms; {} HTTP/2 connections; {} s per level \
              after 2 s of warm-up.\n",
             args.max_queue_wait_ms, args.connections, args.seconds
         );
-        println!("| concurrency | goodput (faces/s) | p50 (ms) | p99 (ms) | max (ms) | errors | refused by the server | mean batch | ms per batch |\n|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+        println!("| level | callers | offered (calls/s) | goodput (faces/s) | p50 (ms) | p99 (ms) | max (ms) | errors | refused by the server | mean batch | ms per batch | back to idle latency after (ms) |\n|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|");
         for l in &levels {
             println!(
-                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {:.1} | {:.1} |",
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {:.1} | {:.1} | {} |",
+                l.name,
                 l.concurrency,
+                l.rate.map_or("unpaced".into(), |r| format!("{r:.0}")),
                 l.load.goodput(),
                 l.load.ms(0.5),
                 l.load.ms(0.99),
@@ -146,31 +156,42 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
                 l.load.errors_text(),
                 l.refused_by_server,
                 l.mean_batch,
-                l.batch_ms
+                l.batch_ms,
+                l.recovered_ms.map_or("".into(), |m| format!("{m:.0}")),
             );
         }
-        let ratio = overload.load.goodput() / capacity.load.goodput();
-        let limit = args.max_queue_wait_ms as f64 + overload.batch_ms;
-        println!(
-            "\nGoodput at concurrency {} is {:.1}% of that at concurrency {}. Slowest admitted \
-             call under overload: {:.1} ms, against the bound plus one batch ({} + {:.1} = {:.1} ms). \
-             After the overload stopped, the first call within 1.5x the idle latency came \
-             {recovered_after:.0} ms later (call latencies: {}).",
-            overload.concurrency,
-            100.0 * ratio,
-            capacity.concurrency,
-            overload.load.max_ms(),
-            args.max_queue_wait_ms,
-            overload.batch_ms,
-            limit,
-            after_ms
-                .iter()
-                .map(|m| format!("{m:.1}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        for l in [overload, storm] {
+            println!(
+                "\n{}: goodput {:.1}% of the capacity level's; slowest admitted call {:.1} ms \
+                 against the bound plus one batch ({} + {:.1} = {:.1} ms).",
+                l.name,
+                100.0 * l.load.goodput() / capacity.load.goodput(),
+                l.load.max_ms(),
+                args.max_queue_wait_ms,
+                l.batch_ms,
+                args.max_queue_wait_ms as f64 + l.batch_ms,
+            );
+        }
         anyhow::Ok(())
     })
+}
+
+/// Sequential calls right after a level ends, until one is within 1.5x `idle_ms`:
+/// the ms that took.
+async fn recovery_ms(
+    client: &mut FaceServiceClient<tonic::transport::Channel>,
+    request: &vargid_proto::v1::EmbedRequest,
+    idle_ms: f64,
+) -> anyhow::Result<f64> {
+    let stopped = Instant::now();
+    for _ in 0..200 {
+        let t = Instant::now();
+        client.embed(request.clone()).await?;
+        if t.elapsed().as_secs_f64() * 1e3 <= 1.5 * idle_ms {
+            return Ok(stopped.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    bail!("not back to idle latency after 200 calls")
 }
 
 async fn sequential_ms(
