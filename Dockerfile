@@ -42,7 +42,7 @@ COPY --from=builder /stage/rootfs/ /
 COPY --from=builder --chown=10001:10001 /stage/data/ /data/
 WORKDIR /opt/vargid
 ENV VARGID_CONFIG=/etc/vargid/vargid.toml \
-    ORT_DYLIB_PATH=/opt/onnxruntime/libonnxruntime.so.1.31.1
+    ORT_DYLIB_PATH=/opt/onnxruntime/libonnxruntime.so
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 50051 9464

@@ -48,7 +48,7 @@ esac
 ./scripts/setup-python.sh >/dev/null
 ./scripts/install-go-tools.sh ghz grpc-health-probe
 cargo build "${cargo_profile[@]}" --bin vargid
-export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(pwd)/.deps/onnxruntime/libonnxruntime.so.1.31.1}"
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(pwd)/.deps/onnxruntime/libonnxruntime.so}"
 GHZ=.deps/bin/ghz
 PROBE=.deps/bin/grpc-health-probe
 

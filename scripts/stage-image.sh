@@ -21,7 +21,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ORT_VERSION="1.31.1"
+# The CPU and CUDA builds of ONNX Runtime (scripts/install-deps.sh says why they differ).
+CPU_ORT_VERSION="1.26.0"
+CUDA_ORT_VERSION="1.31.1"
 # config/vargid.container.toml names it as models/<this name>.
 DETECTOR=".deps/models/yunet_2023mar_fp32.onnx"
 variant="" out="" profile="release" build=1
@@ -53,10 +55,12 @@ fi
 
 if [ "$variant" = "cuda" ]; then
   ./scripts/install-ort-cuda.sh
-  ort_dir=".deps/onnxruntime-gpu-${ORT_VERSION}"
+  ort_version="${CUDA_ORT_VERSION}"
+  ort_dir=".deps/onnxruntime-gpu-${ort_version}"
 else
   ./scripts/install-deps.sh
-  ort_dir=".deps/onnxruntime-${ORT_VERSION}"
+  ort_version="${CPU_ORT_VERSION}"
+  ort_dir=".deps/onnxruntime-${ort_version}"
 fi
 [ -x .deps/bin/grpc-health-probe ] || ./scripts/install-go-tools.sh grpc-health-probe
 
@@ -68,8 +72,11 @@ install -m 0755 .deps/bin/grpc-health-probe "$root/usr/local/bin/grpc-health-pro
 # Hard links where the file system allows (the CUDA libraries weigh 2.2 GB), copies
 # elsewhere.
 for lib in "$ort_dir"/lib*.so*; do
+  [ -L "$lib" ] && continue
   ln -f "$lib" "$root/opt/onnxruntime/" 2>/dev/null || install -m 0644 "$lib" "$root/opt/onnxruntime/"
 done
+# The image's configuration names the library without its version.
+ln -sfn "libonnxruntime.so.${ort_version}" "$root/opt/onnxruntime/libonnxruntime.so"
 cp -R models "$root/opt/vargid/models"
 install -m 0644 "$DETECTOR" "$root/opt/vargid/models/"
 chmod -R a+rX,go-w "$root/opt/vargid/models"

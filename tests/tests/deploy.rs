@@ -383,7 +383,7 @@ impl Drop for Staged {
 /// into `rootfs` and the addresses on loopback.
 fn start_staged(rootfs: &Path, data: &Path, env: &[(&str, &str)]) -> Result<Staged, String> {
     let config = rootfs.join("etc/vargid/vargid.toml");
-    let library = "/opt/onnxruntime/libonnxruntime.so.1.31.1";
+    let library = "/opt/onnxruntime/libonnxruntime.so";
     assert!(std::fs::read_to_string(&config)
         .unwrap()
         .contains(&format!("onnxruntime_library = \"{library}\"")));

@@ -70,7 +70,7 @@ fn embedder_options(settings: &Settings, budget: ThreadBudget) -> EmbedderOption
 }
 
 /// Where `scripts/install-deps.sh` puts the library, relative to the repository root.
-const INSTALLED_ONNXRUNTIME: &str = ".deps/onnxruntime/libonnxruntime.so.1.31.1";
+const INSTALLED_ONNXRUNTIME: &str = ".deps/onnxruntime/libonnxruntime.so";
 
 /// The configured library; else `ORT_DYLIB_PATH` (read by the model crate); else the
 /// one the install script put in the working directory.
