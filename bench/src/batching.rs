@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use vargid_model::{Embedder, EmbedderOptions, FaceCrop};
+use vargid_model::{Embedder, EmbedderOptions, ExecutionProvider, FaceCrop};
 
 use crate::load::{drive, LoadResult};
 use crate::service::{aligned_request, ServerStats, Service};
@@ -20,6 +20,10 @@ struct Args {
     seconds: f64,
     concurrency: Vec<usize>,
     batch_sizes: Vec<usize>,
+    /// `cpu` or `cuda`, for the raw model and the service alike.
+    execution_provider: String,
+    /// The service's `batching.max_batch_size` (its default when unset).
+    max_batch_size: Option<usize>,
 }
 
 fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
@@ -29,6 +33,8 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
         seconds: 20.0,
         concurrency: vec![1, 4, 16, 64],
         batch_sizes: vec![1, 2, 4, 8, 16, 32, 64],
+        execution_provider: "cpu".into(),
+        max_batch_size: None,
     };
     let mut it = argv.into_iter();
     let list = |s: String| -> anyhow::Result<Vec<usize>> {
@@ -44,9 +50,12 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
             "--seconds" => args.seconds = value()?.parse()?,
             "--concurrency" => args.concurrency = list(value()?)?,
             "--batch-sizes" => args.batch_sizes = list(value()?)?,
+            "--execution-provider" => args.execution_provider = value()?,
+            "--max-batch-size" => args.max_batch_size = Some(value()?.parse()?),
             other => bail!(
                 "unknown argument {other}; usage: vargid-bench batching [--model F] [--face JPG] \
-                 [--seconds S] [--concurrency 1,4,16,64] [--batch-sizes 1,2,...]"
+                 [--seconds S] [--concurrency 1,4,16,64] [--batch-sizes 1,2,...] \
+                 [--execution-provider cpu|cuda] [--max-batch-size N]"
             ),
         }
     }
@@ -80,12 +89,18 @@ struct RawModel {
 }
 
 impl RawModel {
-    fn load(model: &Path) -> anyhow::Result<Self> {
+    fn load(model: &Path, execution_provider: &str) -> anyhow::Result<Self> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let execution_provider = match execution_provider {
+            "cpu" => ExecutionProvider::Cpu,
+            "cuda" => ExecutionProvider::Cuda { device_id: 0 },
+            other => bail!("--execution-provider: cpu or cuda, not {other:?}"),
+        };
         let options = EmbedderOptions {
             intra_op_threads: cores,
             intra_op_spinning: std::env::var("VARGID_MODEL__INTRA_OP_SPINNING")
                 .map_or(true, |v| v != "false"),
+            execution_provider,
             ..Default::default()
         };
         Ok(Self {
@@ -136,7 +151,7 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
     let jpeg = face_jpeg(&args.face)?;
     let crop = FaceCrop::from_aligned(image::load_from_memory(&jpeg)?.into_rgb8())?;
 
-    let mut model = RawModel::load(&args.model)?;
+    let mut model = RawModel::load(&args.model, &args.execution_provider)?;
     let raw = args
         .batch_sizes
         .iter()
@@ -153,7 +168,17 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let service = runtime.block_on(async {
-        let server = Service::start(&[]).await?;
+        let mut env = vec![
+            ("VARGID_MODEL__EXECUTION_PROVIDER", args.execution_provider.clone()),
+            ("VARGID_MODEL__PATH", args.model.display().to_string()),
+        ];
+        if let Some(max) = args.max_batch_size {
+            // Room for every caller's face, so that the queue's count bound is not the limit.
+            let queue = max.max(args.concurrency.iter().copied().max().unwrap_or(1)) * 2;
+            env.push(("VARGID_BATCHING__MAX_BATCH_SIZE", max.to_string()));
+            env.push(("VARGID_BATCHING__QUEUE_CAPACITY", queue.to_string()));
+        }
+        let server = Service::start(&env).await?;
         let channels = server.channels(1).await?;
         let request = aligned_request(&jpeg);
         let mut results = Vec::new();

@@ -49,17 +49,34 @@ impl LoadResult {
     }
 }
 
+/// What each caller sends.
+#[derive(Clone)]
+pub enum Call {
+    Embed(pb::EmbedRequest),
+    Identify(pb::IdentifyRequest),
+}
+
+impl Call {
+    async fn send(&self, client: &mut FaceServiceClient<Channel>) -> Result<(), tonic::Status> {
+        match self {
+            Call::Embed(r) => client.embed(r.clone()).await.map(drop),
+            Call::Identify(r) => client.identify(r.clone()).await.map(drop),
+        }
+    }
+}
+
 /// Runs `concurrency` callers spread over `channels` for `warmup + seconds`, sending
 /// `request` each time, at most `rate` calls a second in all when given; counts the
 /// calls that end after the warm-up and within it.
 pub async fn drive(
     channels: &[Channel],
-    request: pb::EmbedRequest,
+    request: impl Into<Call>,
     concurrency: usize,
     rate: Option<f64>,
     warmup: Duration,
     seconds: f64,
 ) -> anyhow::Result<LoadResult> {
+    let request: Call = request.into();
     let measure = Duration::from_secs_f64(seconds);
     let start = Instant::now();
     let pace = rate.map(|r| {
@@ -85,7 +102,7 @@ pub async fn drive(
                     break;
                 }
                 let t = Instant::now();
-                let result = client.embed(request.clone()).await;
+                let result = request.send(&mut client).await;
                 let took = t.elapsed();
                 let ended = start.elapsed();
                 if sent >= warmup && ended <= warmup + measure {
@@ -114,4 +131,16 @@ pub async fn drive(
     }
     out.ok_latencies.sort_by(f64::total_cmp);
     Ok(out)
+}
+
+impl From<pb::EmbedRequest> for Call {
+    fn from(r: pb::EmbedRequest) -> Self {
+        Call::Embed(r)
+    }
+}
+
+impl From<pb::IdentifyRequest> for Call {
+    fn from(r: pb::IdentifyRequest) -> Self {
+        Call::Identify(r)
+    }
 }

@@ -4,9 +4,12 @@
 //!   durable enrollments per second;
 //! - `vargid-bench lfw`: LFW View 2 embeddings through a running service, for
 //!   `python -m vargface.evaluate --embeddings`;
+//! - `vargid-bench baseline`: vargid against a per-request Python grpcio + ONNX
+//!   Runtime server, aligned faces and whole photos;
 //! - `vargid-bench overload`: goodput, admitted latency and recovery far past
 //!   capacity, against the same generator at concurrency 16.
 
+mod baseline;
 mod batching;
 mod gallery;
 mod lfw;
@@ -21,6 +24,7 @@ fn main() -> anyhow::Result<()> {
         Some("gallery") => gallery::run(argv.collect()),
         Some("lfw") => lfw::run(argv.collect()),
         Some("overload") => overload::run(argv.collect()),
-        _ => anyhow::bail!("usage: vargid-bench batching|gallery|lfw|overload [options]"),
+        Some("baseline") => baseline::run(argv.collect()),
+        _ => anyhow::bail!("usage: vargid-bench batching|baseline|gallery|lfw|overload [options]"),
     }
 }

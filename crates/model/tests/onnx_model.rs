@@ -167,3 +167,41 @@ fn flip_test_sums_the_crop_and_its_mirror() {
         "the pattern is not symmetric"
     );
 }
+
+/// On the CUDA provider (`--features cuda`, and `VARGID_TEST_CUDA=1` on a machine with
+/// an NVIDIA GPU: scripts/gpu-check.sh sets both): the provider that runs is CUDA, and
+/// its embeddings match the PyTorch reference and the CPU's at every batch size.
+/// Elsewhere it says why it did not run.
+#[test]
+fn the_cuda_provider_matches_the_cpu() {
+    if !cfg!(feature = "cuda") || std::env::var("VARGID_TEST_CUDA").as_deref() != Ok("1") {
+        eprintln!("not run: needs --features cuda and VARGID_TEST_CUDA=1 (a GPU machine)");
+        return;
+    }
+    let cuda = EmbedderOptions {
+        execution_provider: ExecutionProvider::Cuda { device_id: 0 },
+        ..Default::default()
+    };
+    let mut gpu = Embedder::load(&model_path(), &cuda).expect("the CUDA provider registers");
+    assert_eq!(gpu.info().execution_provider, "CUDA");
+    let mut cpu = Embedder::load(&model_path(), &EmbedderOptions::default()).expect("CPU");
+    let json =
+        std::fs::read_to_string(root().join("crates/model/tests/data/reference_embedding.json"))
+            .expect("reference embedding");
+    let reference: Reference = serde_json::from_str(&json).expect("reference JSON");
+    let single = gpu.embed_tensor(&pattern_input()).expect("CUDA inference");
+    let cos = cosine(&single[0], &reference.embedding_normalized);
+    assert!(cos > 0.9999, "CUDA cosine to the PyTorch reference: {cos}");
+    for batch in [1usize, 7, 64, 256] {
+        let crops: Vec<FaceCrop> = (0..batch)
+            .map(|i| crop_of(move |x, y| [(x * 2 + i as u32) as u8, (y * 3) as u8, (x + y) as u8]))
+            .collect();
+        let refs: Vec<&FaceCrop> = crops.iter().collect();
+        let on_gpu = gpu.embed(&refs).expect("CUDA batch");
+        let on_cpu = cpu.embed(&refs).expect("CPU batch");
+        for (g, c) in on_gpu.iter().zip(&on_cpu) {
+            let cos = cosine(g, c);
+            assert!(cos > 0.9999, "batch {batch}: CUDA vs CPU cosine {cos}");
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! `vargid-bench baseline`: vargid against the per-request Python server
+//! (`bench/python/baseline_server.py`: grpcio + ONNX Runtime, batching only within a
+//! request, as InsightFace-REST and deepface serve), same API, same model, same ONNX
+//! Runtime version, same generator, in one run:
+//! - aligned faces: `Embed` of one pre-aligned 112x112 JPEG;
+//! - whole photos: `Identify` of one 250x250 LFW photo (detection, alignment,
+//!   embedding, search) against a gallery of `--gallery` LFW people;
+//!
+//! each at concurrency 1 and 16. The two servers alternate, two rounds each, so that
+//! drift between minutes hits both alike; figures pool both rounds.
+//!
+//! Prints a Markdown report for docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tonic::transport::Channel;
+use vargid_proto::v1 as pb;
+use vargid_proto::v1::face_service_client::FaceServiceClient;
+
+use crate::batching::face_jpeg;
+use crate::load::{drive, Call, LoadResult};
+use crate::service::{aligned_request, Service};
+
+struct Args {
+    lfw: PathBuf,
+    python: PathBuf,
+    seconds: f64,
+    concurrency: Vec<usize>,
+    gallery: usize,
+}
+
+fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
+    let mut args = Args {
+        lfw: std::env::var_os("VARGID_LFW_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "../shared/data/lfw".into()),
+        python: ".venv/bin/python".into(),
+        seconds: 10.0,
+        concurrency: vec![1, 16],
+        gallery: 100,
+    };
+    let mut it = argv.into_iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--lfw" => args.lfw = value()?.into(),
+            "--python" => args.python = value()?.into(),
+            "--seconds" => args.seconds = value()?.parse()?,
+            "--concurrency" => {
+                args.concurrency = value()?
+                    .split(',')
+                    .map(|v| v.trim().parse().context("a list of numbers"))
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--gallery" => args.gallery = value()?.parse()?,
+            other => bail!(
+                "unknown argument {other}; usage: vargid-bench baseline [--lfw DIR] [--python PY] \
+                 [--seconds S] [--concurrency 1,16] [--gallery N]"
+            ),
+        }
+    }
+    Ok(args)
+}
+
+/// The Python baseline server, killed when dropped.
+struct Baseline {
+    addr: String,
+    _child: tokio::process::Child,
+}
+
+impl Baseline {
+    async fn start(python: &PathBuf) -> anyhow::Result<Self> {
+        let mut child = tokio::process::Command::new(python)
+            .arg("bench/python/baseline_server.py")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting the baseline with {}", python.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let addr = loop {
+            let line = lines
+                .next_line()
+                .await?
+                .context("the baseline exited before listening (scripts/setup-python.sh)")?;
+            if let Some(addr) = line.strip_prefix("baseline: listening on ") {
+                break addr.trim().to_string();
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self {
+            addr,
+            _child: child,
+        })
+    }
+}
+
+async fn connect(addr: &str) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await?)
+}
+
+/// The first photo of the first `n` LFW people, in name order.
+fn gallery_photos(lfw: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let images = lfw.join("images");
+    let mut people: Vec<String> = std::fs::read_dir(&images)
+        .with_context(|| format!("reading {}", images.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    people.sort();
+    people
+        .into_iter()
+        .take(n)
+        .map(|name| {
+            let photo = images.join(&name).join(format!("{name}_0001.jpg"));
+            Ok((
+                name,
+                std::fs::read(&photo).with_context(|| format!("reading {}", photo.display()))?,
+            ))
+        })
+        .collect()
+}
+
+/// Enrolls each photo as its own identity; photos with no usable face are skipped.
+async fn enroll_gallery(channel: &Channel, photos: &[(String, Vec<u8>)]) -> anyhow::Result<usize> {
+    let mut client = FaceServiceClient::new(channel.clone());
+    let mut enrolled = 0;
+    for (name, jpeg) in photos {
+        let request = pb::EnrollRequest {
+            identity_id: name.clone(),
+            images: vec![pb::Image {
+                source: Some(pb::image::Source::Encoded(jpeg.clone())),
+                location: pb::FaceLocation::Auto as i32,
+                landmarks: None,
+            }],
+            use_largest_face: true,
+            ..Default::default()
+        };
+        if client.enroll(request).await.is_ok() {
+            enrolled += 1;
+        }
+    }
+    Ok(enrolled)
+}
+
+struct Row {
+    workload: &'static str,
+    concurrency: usize,
+    vargid: Vec<LoadResult>,
+    baseline: Vec<LoadResult>,
+}
+
+/// Pooled goodput and latency quantiles over several runs of one server.
+fn pooled(runs: &[LoadResult]) -> (f64, f64, f64, usize) {
+    let mut all: Vec<f64> = runs.iter().flat_map(|r| r.ok_latencies.clone()).collect();
+    all.sort_by(f64::total_cmp);
+    let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
+    let q = |p: f64| {
+        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+            * 1e3
+    };
+    let errors = runs.iter().map(|r| r.errors.values().sum::<usize>()).sum();
+    (all.len() as f64 / seconds, q(0.5), q(0.99), errors)
+}
+
+pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
+    let args = parse_args(argv)?;
+    let face = args.lfw.join("images/Ann_Veneman/Ann_Veneman_0003.jpg");
+    let aligned = aligned_request(&face_jpeg(&face)?);
+    let photo = std::fs::read(&face).with_context(|| format!("reading {}", face.display()))?;
+    let identify = pb::IdentifyRequest {
+        image: Some(pb::Image {
+            source: Some(pb::image::Source::Encoded(photo)),
+            location: pb::FaceLocation::Auto as i32,
+            landmarks: None,
+        }),
+        top_k: 5,
+        ..Default::default()
+    };
+    let photos = gallery_photos(&args.lfw, args.gallery)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let vargid = Service::start(&[]).await?;
+        let baseline = Baseline::start(&args.python).await?;
+        let vargid_channel = connect(&vargid.addr).await?;
+        let baseline_channel = connect(&baseline.addr).await?;
+        let enrolled_v = enroll_gallery(&vargid_channel, &photos).await?;
+        let enrolled_b = enroll_gallery(&baseline_channel, &photos).await?;
+        eprintln!("gallery: {enrolled_v} identities in vargid, {enrolled_b} in the baseline");
+        let workloads: [(&'static str, Call); 2] = [
+            ("aligned face (Embed)", Call::Embed(aligned)),
+            ("whole photo (Identify, detection on)", Call::Identify(identify)),
+        ];
+        let mut rows = Vec::new();
+        for (workload, call) in &workloads {
+            for &c in &args.concurrency {
+                let mut row = Row {
+                    workload,
+                    concurrency: c,
+                    vargid: Vec::new(),
+                    baseline: Vec::new(),
+                };
+                for _round in 0..2 {
+                    let warmup = Duration::from_secs(2);
+                    let v = drive(std::slice::from_ref(&vargid_channel), call.clone(), c, None, warmup, args.seconds).await?;
+                    let b = drive(std::slice::from_ref(&baseline_channel), call.clone(), c, None, warmup, args.seconds).await?;
+                    eprintln!(
+                        "{workload} c={c}: vargid {:.1}/s, baseline {:.1}/s",
+                        v.goodput(),
+                        b.goodput()
+                    );
+                    row.vargid.push(v);
+                    row.baseline.push(b);
+                }
+                rows.push(row);
+            }
+        }
+        println!(
+            "Gallery: {enrolled_v} LFW identities in vargid, {enrolled_b} in the baseline. \
+             Two alternating rounds of {} s (after 2 s of warm-up) per server and level, pooled.\n",
+            args.seconds
+        );
+        println!("| workload | concurrency | vargid faces/s | baseline faces/s | vargid / baseline | vargid p50 / p99 (ms) | baseline p50 / p99 (ms) | errors (vargid, baseline) |\n|---|---:|---:|---:|---:|---:|---:|---|");
+        for r in &rows {
+            let (vg, vp50, vp99, ve) = pooled(&r.vargid);
+            let (bg, bp50, bp99, be) = pooled(&r.baseline);
+            println!(
+                "| {} | {} | {vg:.1} | {bg:.1} | {:.2}x | {vp50:.1} / {vp99:.1} | {bp50:.1} / {bp99:.1} | {ve}, {be} |",
+                r.workload,
+                r.concurrency,
+                vg / bg
+            );
+        }
+        anyhow::Ok(())
+    })
+}
