@@ -105,7 +105,7 @@ async fn connect(addr: &str) -> anyhow::Result<Channel> {
         .await?)
 }
 
-/// The first photo of the first `n` LFW people, in name order.
+/// One photo of each of the first `n` LFW people, in name order.
 fn gallery_photos(lfw: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let images = lfw.join("images");
     let mut people: Vec<String> = std::fs::read_dir(&images)
@@ -117,11 +117,19 @@ fn gallery_photos(lfw: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String
         .into_iter()
         .take(n)
         .map(|name| {
-            let photo = images.join(&name).join(format!("{name}_0001.jpg"));
-            Ok((
-                name,
-                std::fs::read(&photo).with_context(|| format!("reading {}", photo.display()))?,
-            ))
+            // The lowest-numbered photo (not every person has a _0001).
+            let dir = images.join(&name);
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .filter_map(|e| Some(e.ok()?.path()))
+                .collect();
+            files.sort();
+            let photo = files
+                .first()
+                .with_context(|| format!("{} is empty", dir.display()))?;
+            let jpeg =
+                std::fs::read(photo).with_context(|| format!("reading {}", photo.display()))?;
+            Ok((name, jpeg))
         })
         .collect()
 }

@@ -20,14 +20,16 @@ impl Service {
     pub async fn start(env: &[(&str, String)]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let binary = exe.parent().context("bin dir")?.join("vargid");
+        // A fresh data directory: galleries left by a run on another model would be
+        // refused (their model tag differs), and old templates would skew searches.
+        let data_dir =
+            std::env::temp_dir().join(format!("vargid-bench-data-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
         let mut command = tokio::process::Command::new(&binary);
         command
             .env("VARGID_SERVER__LISTEN", "127.0.0.1:0")
             .env("VARGID_METRICS__LISTEN", "127.0.0.1:0")
-            .env(
-                "VARGID_GALLERY__DATA_DIR",
-                std::env::temp_dir().join("vargid-bench-data"),
-            )
+            .env("VARGID_GALLERY__DATA_DIR", &data_dir)
             .env("VARGID_LOG__FILTER", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
