@@ -138,6 +138,26 @@ fn mirror_landmarks(marks: &Landmarks, width: u32) -> Option<Landmarks> {
     }))
 }
 
+/// `Embed`, retried with exponential backoff while the server sheds load
+/// (RESOURCE_EXHAUSTED), as the README asks of clients.
+async fn embed_with_backoff(
+    client: &mut FaceServiceClient<Channel>,
+    request: pb::EmbedRequest,
+) -> anyhow::Result<pb::EmbedResponse> {
+    let mut pause = std::time::Duration::from_millis(50);
+    for _ in 0..10 {
+        match client.embed(request.clone()).await {
+            Ok(reply) => return Ok(reply.into_inner()),
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
+    Ok(client.embed(request).await?.into_inner())
+}
+
 async fn one_image(
     client: &mut FaceServiceClient<Channel>,
     path: &std::path::Path,
@@ -147,15 +167,16 @@ async fn one_image(
     let rgb = image::load_from_memory(&bytes)?.into_rgb8();
     let (w, h) = rgb.dimensions();
     let mut tally = Tally::default();
-    let reply = client
-        .embed(pb::EmbedRequest {
+    let reply = embed_with_backoff(
+        client,
+        pb::EmbedRequest {
             images: vec![pb::Image {
                 source: Some(pb::image::Source::Encoded(bytes.clone())),
                 ..Default::default()
             }],
-        })
-        .await?
-        .into_inner();
+        },
+    )
+    .await?;
     let faces = reply
         .images
         .into_iter()
@@ -211,10 +232,7 @@ async fn one_image(
     }
     let mut vectors = Vec::new();
     if !images.is_empty() {
-        let reply = client
-            .embed(pb::EmbedRequest { images })
-            .await?
-            .into_inner();
+        let reply = embed_with_backoff(client, pb::EmbedRequest { images }).await?;
         vectors = reply
             .images
             .into_iter()
