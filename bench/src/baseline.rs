@@ -23,7 +23,7 @@ use vargid_proto::v1::face_service_client::FaceServiceClient;
 
 use crate::batching::face_jpeg;
 use crate::load::{drive, Call, LoadResult};
-use crate::service::{aligned_request, Service};
+use crate::service::{aligned_request, connect, Service};
 
 struct Args {
     lfw: PathBuf,
@@ -98,13 +98,6 @@ impl Baseline {
     }
 }
 
-async fn connect(addr: &str) -> anyhow::Result<Channel> {
-    Ok(Channel::from_shared(format!("http://{addr}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await?)
-}
-
 /// One photo of each of the first `n` LFW people, in name order.
 fn gallery_photos(lfw: &std::path::Path, n: usize) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let images = lfw.join("images");
@@ -161,21 +154,6 @@ struct Row {
     concurrency: usize,
     vargid: Vec<LoadResult>,
     baseline: Vec<LoadResult>,
-}
-
-/// Pooled goodput and latency quantiles over several runs of one server.
-fn pooled(runs: &[LoadResult]) -> (f64, f64, f64, usize) {
-    let mut all: Vec<f64> = runs.iter().flat_map(|r| r.ok_latencies.clone()).collect();
-    all.sort_by(f64::total_cmp);
-    let seconds: f64 = runs.iter().map(|r| r.seconds).sum();
-    let q = |p: f64| {
-        all.get(((all.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-            * 1e3
-    };
-    let errors = runs.iter().map(|r| r.errors.values().sum::<usize>()).sum();
-    (all.len() as f64 / seconds, q(0.5), q(0.99), errors)
 }
 
 pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
@@ -240,8 +218,9 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         );
         println!("| workload | concurrency | vargid faces/s | baseline faces/s | vargid / baseline | vargid p50 / p99 (ms) | baseline p50 / p99 (ms) | errors (vargid, baseline) |\n|---|---:|---:|---:|---:|---:|---:|---|");
         for r in &rows {
-            let (vg, vp50, vp99, ve) = pooled(&r.vargid);
-            let (bg, bp50, bp99, be) = pooled(&r.baseline);
+            let (v, b) = (LoadResult::pooled(&r.vargid), LoadResult::pooled(&r.baseline));
+            let (vg, vp50, vp99, ve) = (v.goodput(), v.ms(0.5), v.ms(0.99), v.errors.values().sum::<usize>());
+            let (bg, bp50, bp99, be) = (b.goodput(), b.ms(0.5), b.ms(0.99), b.errors.values().sum::<usize>());
             println!(
                 "| {} | {} | {vg:.1} | {bg:.1} | {:.2}x | {vp50:.1} / {vp99:.1} | {bp50:.1} / {bp99:.1} | {ve}, {be} |",
                 r.workload,

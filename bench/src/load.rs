@@ -1,5 +1,5 @@
 //! A gRPC load generator as ghz is one: N callers over a set of HTTP/2 connections,
-//! each sending its next `Embed` as soon as the last one is answered, optionally
+//! each sending its next call (`Embed` or `Identify`) as soon as the last one is answered, optionally
 //! paced by a shared rate limit (ghz `--rps`), so that the offered load is fixed
 //! however fast the server answers or refuses.
 
@@ -35,6 +35,23 @@ impl LoadResult {
 
     pub fn max_ms(&self) -> f64 {
         self.ok_latencies.last().copied().unwrap_or(f64::NAN) * 1e3
+    }
+
+    /// Several runs of one level as one: latencies, errors and seconds added up.
+    pub fn pooled(runs: &[LoadResult]) -> LoadResult {
+        let mut out = LoadResult {
+            ok_latencies: runs
+                .iter()
+                .flat_map(|r| r.ok_latencies.iter().copied())
+                .collect(),
+            errors: BTreeMap::new(),
+            seconds: runs.iter().map(|r| r.seconds).sum(),
+        };
+        for (code, n) in runs.iter().flat_map(|r| &r.errors) {
+            *out.errors.entry(code.clone()).or_default() += n;
+        }
+        out.ok_latencies.sort_by(f64::total_cmp);
+        out
     }
 
     pub fn errors_text(&self) -> String {

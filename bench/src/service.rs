@@ -67,15 +67,20 @@ impl Service {
     ) -> anyhow::Result<Vec<tonic::transport::Channel>> {
         let mut out = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
-            out.push(
-                tonic::transport::Channel::from_shared(format!("http://{}", self.addr))?
-                    .connect_timeout(Duration::from_secs(5))
-                    .connect()
-                    .await?,
-            );
+            out.push(connect(&self.addr).await?);
         }
         Ok(out)
     }
+}
+
+/// One HTTP/2 connection to a gRPC server at `addr` (host:port, plaintext).
+pub async fn connect(addr: &str) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(
+        tonic::transport::Channel::from_shared(format!("http://{addr}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .connect()
+            .await?,
+    )
 }
 
 /// An `Embed` request of one pre-aligned JPEG face.

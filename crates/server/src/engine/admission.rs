@@ -50,6 +50,11 @@ impl ServiceTime {
     }
 }
 
+/// Whole milliseconds, for error messages.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Why a call is refused before it is queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
+use super::admission::millis;
 use super::backend::Batch;
 use super::{EngineConfig, EngineError, Incoming, Job};
 use crate::metrics;
@@ -101,10 +102,9 @@ fn admit(job: Job, jobs: &mut Vec<Job>, bound: Duration) {
     metrics::queue_wait(waited);
     if !bound.is_zero() && waited > bound {
         metrics::job_timed_out();
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let _ = job.reply.send(Err(EngineError::QueueTimeout {
-            waited_ms: ms(waited),
-            bound_ms: ms(bound),
+            waited_ms: millis(waited),
+            bound_ms: millis(bound),
         }));
         return;
     }

@@ -175,21 +175,20 @@ impl Engine {
         if let Some(per_face) = self.service_time.per_face() {
             let ahead = queued + announced + self.running.load(Ordering::Acquire);
             let expected = admission::expected_wait(ahead, self.instances, per_face);
-            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
             match admission::check(expected, self.max_queue_wait, deadline) {
                 Ok(()) => {}
                 Err(Refusal::OverBound { expected, bound }) => {
                     metrics::queue_rejected("wait_bound");
                     return Err(EngineError::Overloaded {
-                        expected_ms: ms(expected),
-                        bound_ms: ms(bound),
+                        expected_ms: admission::millis(expected),
+                        bound_ms: admission::millis(bound),
                     });
                 }
                 Err(Refusal::OverDeadline { expected, deadline }) => {
                     metrics::queue_rejected("deadline");
                     return Err(EngineError::DeadlineTooShort {
-                        expected_ms: ms(expected),
-                        deadline_ms: ms(deadline),
+                        expected_ms: admission::millis(expected),
+                        deadline_ms: admission::millis(deadline),
                     });
                 }
             }
