@@ -18,18 +18,26 @@ pub struct Service {
 impl Service {
     /// Starts it on the embedded defaults, overridden by `env` (`VARGID_*` settings).
     pub async fn start(env: &[(&str, String)]) -> anyhow::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let binary = exe.parent().context("bin dir")?.join("vargid");
         // A fresh data directory: galleries left by a run on another model would be
         // refused (their model tag differs), and old templates would skew searches.
         let data_dir =
             std::env::temp_dir().join(format!("vargid-bench-data-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
+        Self::start_in(&data_dir, env).await
+    }
+
+    /// Starts it on `data_dir` as it is (a restart keeps the galleries).
+    pub async fn start_in(
+        data_dir: &std::path::Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let binary = exe.parent().context("bin dir")?.join("vargid");
         let mut command = tokio::process::Command::new(&binary);
         command
             .env("VARGID_SERVER__LISTEN", "127.0.0.1:0")
             .env("VARGID_METRICS__LISTEN", "127.0.0.1:0")
-            .env("VARGID_GALLERY__DATA_DIR", &data_dir)
+            .env("VARGID_GALLERY__DATA_DIR", data_dir)
             .env("VARGID_LOG__FILTER", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -58,6 +66,33 @@ impl Service {
             metrics_addr,
             _child: child,
         })
+    }
+
+    /// The server's resident memory, from /proc (Linux).
+    pub fn resident_bytes(&self) -> anyhow::Result<u64> {
+        let pid = self._child.id().context("vargid exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .context("VmRSS in /proc/PID/status")?
+            .parse()?;
+        Ok(kib * 1024)
+    }
+
+    /// A clean shutdown (SIGTERM, as Kubernetes sends): the server writes its index
+    /// snapshots before it exits.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let pid = self._child.id().context("vargid exited")?;
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid} failed");
+        let exit = self._child.wait().await?;
+        anyhow::ensure!(exit.success(), "vargid exited with {exit}");
+        Ok(())
     }
 
     /// `connections` HTTP/2 connections to it.

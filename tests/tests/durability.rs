@@ -333,6 +333,7 @@ async fn named_galleries_and_their_errors() {
             name: "staff".into(),
             index: "IDMap2,HNSW32".into(),
             match_threshold: Some(0.5),
+            index_parameters: None,
         })
         .await
         .expect("create")
@@ -365,7 +366,7 @@ async fn named_galleries_and_their_errors() {
         client
             .create_gallery(pb::CreateGalleryRequest {
                 name: "x".into(),
-                index: "Flat".into(),
+                index: "HNSW32".into(),
                 ..Default::default()
             })
             .await,

@@ -7,6 +7,9 @@ pub enum IndexError {
     DimensionMismatch { expected: usize, got: usize },
     #[error("invalid index description {description:?}: {reason}")]
     InvalidIndex { description: String, reason: String },
+    /// `field` is the parameter's name in `IndexParameters` (gRPC) and the config.
+    #[error("{field}: {reason}")]
+    InvalidParameter { field: &'static str, reason: String },
     #[error("FAISS: {0}")]
     Faiss(#[from] faiss::error::Error),
 }

@@ -6,13 +6,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use faiss::index::autotune::ParameterSpace;
 use faiss::index::IndexImpl;
 use faiss::selector::IdSelector;
 use faiss::{index_factory, Idx, Index, MetricType};
 
 use crate::error::IndexError;
+use crate::spec::IndexSpec;
 
 /// Id of one face template, unique within a gallery.
 pub type FaceId = i64;
@@ -67,7 +69,9 @@ pub struct IdentityPage {
 #[derive(Default)]
 struct Records {
     identities: BTreeMap<String, IdentityRecord>,
-    faces: HashMap<FaceId, FaceRecord>,
+    /// Each template's identity. The vectors live in the index alone (IDMap2 hands
+    /// them back by id), so a million templates cost one copy, not two.
+    faces: HashMap<FaceId, Arc<str>>,
     /// Removed templates whose vectors are still in the index.
     unreachable: usize,
 }
@@ -78,14 +82,9 @@ impl Records {
     fn insert(&mut self, entries: Vec<IdentityEntry>) {
         for entry in entries {
             let face_ids: Vec<FaceId> = entry.faces.iter().map(|(id, _)| *id).collect();
-            for (id, embedding) in entry.faces {
-                self.faces.insert(
-                    id,
-                    FaceRecord {
-                        identity_id: entry.identity_id.clone(),
-                        embedding,
-                    },
-                );
+            let owner: Arc<str> = Arc::from(entry.identity_id.as_str());
+            for id in &face_ids {
+                self.faces.insert(*id, owner.clone());
             }
             let identity = self
                 .identities
@@ -105,15 +104,10 @@ impl Records {
     }
 }
 
-struct FaceRecord {
-    identity_id: String,
-    embedding: Vec<f32>,
-}
-
 /// A gallery of identities searchable by face embedding.
 pub struct Gallery {
     dim: usize,
-    description: String,
+    spec: IndexSpec,
     index: Mutex<IndexImpl>,
     records: RwLock<Records>,
 }
@@ -122,38 +116,39 @@ impl std::fmt::Debug for Gallery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gallery")
             .field("dim", &self.dim)
-            .field("description", &self.description)
+            .field("spec", &self.spec)
             .finish()
     }
 }
 
 impl Gallery {
-    /// An empty gallery of `dim`-dimensional embeddings. `description` is a FAISS
-    /// index factory string whose outer layer maps ids, e.g. `IDMap2,Flat`.
-    pub fn new(dim: usize, description: &str) -> Result<Self, IndexError> {
+    /// An empty gallery of `dim`-dimensional embeddings, indexed as `spec` says.
+    pub fn new(dim: usize, spec: &IndexSpec) -> Result<Self, IndexError> {
+        let description = spec.faiss_description();
         let invalid = |reason: &str| IndexError::InvalidIndex {
-            description: description.to_string(),
+            description: spec.description.clone(),
             reason: reason.to_string(),
         };
-        if !description.starts_with("IDMap") {
-            // Templates are addressed by id (delete, verify), so ids must be ours.
-            return Err(invalid("must start with IDMap or IDMap2"));
-        }
         let dim_u32 = u32::try_from(dim).map_err(|_| invalid("dimension too large"))?;
-        let index = index_factory(dim_u32, description, MetricType::InnerProduct)
+        let index = index_factory(dim_u32, &description, MetricType::InnerProduct)
             .map_err(|e| invalid(&e.to_string()))?;
         if !index.is_trained() {
             // IVF and PQ layouts need training on sample data, which galleries do not do.
             return Err(invalid(
-                "layouts that need training (IVF, PQ) are not supported; use Flat or HNSW",
+                "layouts that need training (IVF, PQ) are not supported; use flat or hnsw",
             ));
         }
+        apply_parameters(&index, spec)?;
         Ok(Self {
             dim,
-            description: description.to_string(),
+            spec: spec.clone(),
             index: Mutex::new(index),
             records: RwLock::new(Records::default()),
         })
+    }
+
+    pub fn spec(&self) -> &IndexSpec {
+        &self.spec
     }
 
     pub fn dim(&self) -> usize {
@@ -207,7 +202,7 @@ impl Gallery {
     /// [`Gallery::put_many`] without having kept a copy of every embedding.
     pub fn from_snapshot(
         dim: usize,
-        description: &str,
+        spec: &IndexSpec,
         snapshot: &Path,
         entries: Vec<IdentityEntry>,
     ) -> Result<Self, SnapshotRejected> {
@@ -231,9 +226,12 @@ impl Gallery {
         if !all_present {
             return Err(reject("holds other template ids".into(), entries));
         }
+        if let Err(e) = apply_parameters(&index, spec) {
+            return Err(reject(format!("parameters not applicable: {e}"), entries));
+        }
         let gallery = Self {
             dim,
-            description: description.to_string(),
+            spec: spec.clone(),
             index: Mutex::new(index),
             records: RwLock::new(Records::default()),
         };
@@ -272,19 +270,19 @@ impl Gallery {
         for (score, label) in hits.distances.iter().zip(&hits.labels) {
             let Some(face_id) = label.get() else { continue };
             let face_id = face_id as FaceId;
-            let Some(face) = records.faces.get(&face_id) else {
+            let Some(owner) = records.faces.get(&face_id) else {
                 continue;
             };
-            if out.iter().any(|c| c.identity_id == face.identity_id) {
+            if out.iter().any(|c| *c.identity_id == **owner) {
                 continue;
             }
             let display_name = records
                 .identities
-                .get(&face.identity_id)
+                .get(&**owner)
                 .map(|i| i.display_name.clone())
                 .unwrap_or_default();
             out.push(Candidate {
-                identity_id: face.identity_id.clone(),
+                identity_id: owner.to_string(),
                 display_name,
                 score: *score,
                 face_id,
@@ -304,17 +302,18 @@ impl Gallery {
             .identities
             .get(identity_id)
             .ok_or_else(|| IndexError::IdentityNotFound(identity_id.to_string()))?;
-        identity
-            .face_ids
-            .iter()
-            .filter_map(|id| {
-                records
-                    .faces
-                    .get(id)
-                    .map(|f| (dot(query, &f.embedding), *id))
-            })
-            .max_by(|a, b| a.0.total_cmp(&b.0))
-            .ok_or_else(|| IndexError::IdentityNotFound(identity_id.to_string()))
+        // Lock order: records (held) before index.
+        let index = self.index();
+        let mut template = vec![0.0f32; self.dim];
+        let mut best: Option<(f32, FaceId)> = None;
+        for &id in &identity.face_ids {
+            index.reconstruct(Idx::new(id as u64), &mut template)?;
+            let score = dot(query, &template);
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, id));
+            }
+        }
+        best.ok_or_else(|| IndexError::IdentityNotFound(identity_id.to_string()))
     }
 
     /// Removes an identity and its templates. Returns how many templates were removed.
@@ -330,7 +329,7 @@ impl Gallery {
             .get(identity_id)
             .map(|i| i.face_ids.clone())
             .ok_or_else(|| IndexError::IdentityNotFound(identity_id.to_string()))?;
-        if self.removes_in_place() {
+        if self.spec.removes_in_place() {
             let ids: Vec<Idx> = face_ids.iter().map(|&id| Idx::new(id as u64)).collect();
             self.index().remove_ids(&IdSelector::batch(&ids)?)?;
         } else {
@@ -341,18 +340,6 @@ impl Gallery {
             records.faces.remove(id);
         }
         Ok(face_ids.len())
-    }
-
-    /// Whether FAISS can remove vectors from this index correctly.
-    fn removes_in_place(&self) -> bool {
-        matches!(self.description.as_str(), "IDMap,Flat" | "IDMap2,Flat")
-    }
-
-    /// Sets a FAISS search parameter (e.g. `efSearch` of HNSW, `nprobe` of IVF).
-    pub fn set_search_parameter(&self, name: &str, value: f64) -> Result<(), IndexError> {
-        let space = faiss::index::autotune::ParameterSpace::new()?;
-        space.set_index_parameter(&*self.index(), name, value)?;
-        Ok(())
     }
 
     /// Vectors of removed templates still inside the index structure (see [`Gallery::remove`]).
@@ -408,6 +395,16 @@ impl Gallery {
     }
 }
 
+/// Sets the spec's search and construction parameters on a FAISS index.
+fn apply_parameters(index: &IndexImpl, spec: &IndexSpec) -> Result<(), IndexError> {
+    if let Some(hnsw) = spec.hnsw {
+        let space = ParameterSpace::new()?;
+        space.set_index_parameter(index, "efConstruction", hnsw.ef_construction)?;
+        space.set_index_parameter(index, "efSearch", hnsw.ef_search)?;
+    }
+    Ok(())
+}
+
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
@@ -415,6 +412,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec(description: &str) -> IndexSpec {
+        IndexSpec::from_stored(description, "").unwrap()
+    }
 
     fn unit(dim: usize, hot: usize) -> Vec<f32> {
         let mut v = vec![0.0; dim];
@@ -441,7 +442,7 @@ mod tests {
 
     #[test]
     fn put_identify_verify_remove() {
-        let g = Gallery::new(8, "IDMap2,Flat").unwrap();
+        let g = Gallery::new(8, &spec("IDMap2,Flat")).unwrap();
         assert!(g.identify(&unit(8, 0), 3).unwrap().is_empty());
 
         g.put_many(vec![
@@ -478,7 +479,7 @@ mod tests {
 
     #[test]
     fn top_k_counts_identities_not_templates() {
-        let g = Gallery::new(4, "IDMap2,Flat").unwrap();
+        let g = Gallery::new(4, &spec("IDMap2,Flat")).unwrap();
         // 40 near-identical templates of one identity crowd the nearest hits.
         let many: Vec<(FaceId, Vec<f32>)> = (0..40).map(|i| (i, mix(4, 0, 1, 0.99))).collect();
         g.put_many(vec![
@@ -493,7 +494,7 @@ mod tests {
 
     #[test]
     fn lists_in_pages() {
-        let g = Gallery::new(4, "IDMap2,Flat").unwrap();
+        let g = Gallery::new(4, &spec("IDMap2,Flat")).unwrap();
         for (i, name) in ["c", "a", "b", "d", "e"].into_iter().enumerate() {
             g.put_many(vec![entry(name, "", vec![(i as FaceId, unit(4, 0))])])
                 .unwrap();
@@ -521,11 +522,11 @@ mod tests {
             entry("a", "A", vec![(1, unit(4, 0)), (2, unit(4, 1))]),
             entry("b", "B", vec![(5, unit(4, 2))]),
         ];
-        let g = Gallery::new(4, "IDMap2,Flat").unwrap();
+        let g = Gallery::new(4, &spec("IDMap2,Flat")).unwrap();
         g.put_many(entries.clone()).unwrap();
         g.write_snapshot(&path).unwrap();
 
-        let restored = Gallery::from_snapshot(4, "IDMap2,Flat", &path, entries.clone())
+        let restored = Gallery::from_snapshot(4, &spec("IDMap2,Flat"), &path, entries.clone())
             .expect("an up-to-date snapshot is used");
         assert_eq!(
             restored.identify(&unit(4, 2), 1).unwrap(),
@@ -534,16 +535,16 @@ mod tests {
 
         let mut more = entries.clone();
         more.push(entry("c", "", vec![(9, unit(4, 3))]));
-        assert!(Gallery::from_snapshot(4, "IDMap2,Flat", &path, more).is_err());
+        assert!(Gallery::from_snapshot(4, &spec("IDMap2,Flat"), &path, more).is_err());
         let mut other_ids = entries;
         other_ids[1].faces[0].0 = 6;
-        assert!(Gallery::from_snapshot(4, "IDMap2,Flat", &path, other_ids).is_err());
+        assert!(Gallery::from_snapshot(4, &spec("IDMap2,Flat"), &path, other_ids).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn removal_from_hnsw_is_effective_at_once() {
-        let g = Gallery::new(4, "IDMap2,HNSW8").unwrap();
+        let g = Gallery::new(4, &spec("IDMap2,HNSW8")).unwrap();
         g.put_many(vec![
             entry("a", "", vec![(1, unit(4, 0))]),
             entry("b", "", vec![(2, mix(4, 0, 1, 0.9))]),
@@ -556,8 +557,32 @@ mod tests {
     }
 
     #[test]
+    fn hnsw_verifies_from_its_own_storage_after_a_snapshot() {
+        let dir = std::env::temp_dir().join(format!("vargid-index-hnsw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("g.faiss");
+        let tuned =
+            IndexSpec::from_stored("IDMap2,HNSW8", "efConstruction=64,efSearch=200").unwrap();
+        let entries = vec![entry(
+            "a",
+            "",
+            vec![(1, unit(4, 0)), (2, mix(4, 0, 1, 0.6))],
+        )];
+        let g = Gallery::new(4, &tuned).unwrap();
+        g.put_many(entries.clone()).unwrap();
+        assert_eq!(g.verify(&unit(4, 1), "a").unwrap().1, 2);
+        g.write_snapshot(&path).unwrap();
+        let restored = Gallery::from_snapshot(4, &tuned, &path, entries).unwrap();
+        let (score, face) = restored.verify(&unit(4, 1), "a").unwrap();
+        assert_eq!(face, 2);
+        assert!((score - 0.8).abs() < 1e-5, "{score}");
+        assert_eq!(restored.spec(), &tuned);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn rejects_wrong_dimensions_and_bad_descriptions() {
-        let g = Gallery::new(4, "IDMap2,Flat").unwrap();
+        let g = Gallery::new(4, &spec("IDMap2,Flat")).unwrap();
         assert!(matches!(
             g.put_many(vec![entry("x", "", vec![(0, vec![1.0; 3])])]),
             Err(IndexError::DimensionMismatch {
@@ -566,8 +591,7 @@ mod tests {
             })
         ));
         assert_eq!(g.identity_count(), 0);
-        assert!(Gallery::new(4, "Flat").is_err());
-        assert!(Gallery::new(4, "IDMap2,NoSuchIndex").is_err());
-        assert!(Gallery::new(4, "IDMap2,IVF16,Flat").is_err());
+        assert!(Gallery::new(4, &spec("IDMap2,NoSuchIndex")).is_err());
+        assert!(Gallery::new(4, &spec("IDMap2,IVF16,Flat")).is_err());
     }
 }

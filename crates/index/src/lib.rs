@@ -3,8 +3,10 @@
 
 mod error;
 mod gallery;
+mod spec;
 
 pub use error::IndexError;
 pub use gallery::{
     Candidate, FaceId, Gallery, IdentityEntry, IdentityPage, IdentityRecord, SnapshotRejected,
 };
+pub use spec::{HnswParameters, HnswRequest, IndexSpec};

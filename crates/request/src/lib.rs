@@ -7,9 +7,11 @@
 //! - [`image`]: request images (encoded or raw pixels) and where their faces are.
 //! - [`fields`]: identity ids, thresholds, page tokens and sizes, metadata.
 //! - [`import`]: identities and templates of an ImportGallery request.
+//! - [`template`]: the model templates come from, and probe templates.
 
 pub mod fields;
 pub mod image;
 pub mod import;
+pub mod template;
 
 pub use image::{ImageInput, ImageSource, Location};

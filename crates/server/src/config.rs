@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vargid_index::{HnswParameters, HnswRequest, IndexError, IndexSpec};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -123,10 +124,49 @@ pub struct DetectionSettings {
 pub struct GallerySettings {
     /// Where gallery data lives.
     pub data_dir: PathBuf,
-    /// FAISS index factory string; must start with IDMap or IDMap2.
+    /// The default gallery's index, and CreateGallery's when a request names none:
+    /// "flat", "hnsw", or a FAISS factory string starting with IDMap2.
     pub index: String,
     /// Cosine similarity at or above which a candidate is a match.
     pub match_threshold: f32,
+    /// HNSW parameters for galleries whose request leaves them unset.
+    pub hnsw: HnswSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HnswSettings {
+    /// Neighbours per node, when the index is "hnsw" (a factory string names its own).
+    pub m: u32,
+    pub ef_construction: u32,
+    pub ef_search: u32,
+}
+
+impl Default for HnswSettings {
+    fn default() -> Self {
+        let d = HnswParameters::default();
+        Self {
+            m: d.m,
+            ef_construction: d.ef_construction,
+            ef_search: d.ef_search,
+        }
+    }
+}
+
+impl GallerySettings {
+    /// The defaults CreateGallery fills unset HNSW fields with.
+    pub fn hnsw_defaults(&self) -> HnswParameters {
+        HnswParameters {
+            m: self.hnsw.m,
+            ef_construction: self.hnsw.ef_construction,
+            ef_search: self.hnsw.ef_search,
+        }
+    }
+
+    /// The index of galleries created without one.
+    pub fn default_index(&self) -> Result<IndexSpec, IndexError> {
+        IndexSpec::resolve(&self.index, HnswRequest::default(), self.hnsw_defaults())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -234,6 +274,7 @@ impl Default for GallerySettings {
             data_dir: PathBuf::from("data"),
             index: "IDMap2,Flat".into(),
             match_threshold: 0.36,
+            hnsw: HnswSettings::default(),
         }
     }
 }
@@ -346,6 +387,14 @@ impl Settings {
                 "no API keys (auth.keys_file) on a non-loopback address: configure keys, or set \
                  auth.allow_unauthenticated_remote = true to serve everyone",
             );
+        }
+        if let Err(e) = self
+            .gallery
+            .hnsw_defaults()
+            .check()
+            .and_then(|()| self.gallery.default_index().map(|_| ()))
+        {
+            return bad(&format!("gallery.index / gallery.hnsw: {e}"));
         }
         if !(-1.0..=1.0).contains(&self.gallery.match_threshold) {
             return bad("gallery.match_threshold must be a cosine similarity in [-1, 1]");

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use vargid_index::{Gallery, IdentityEntry};
+use vargid_index::{Gallery, IdentityEntry, IndexSpec};
 use vargid_store::{
     Applied, Change, FaceRow, GalleryContents, GalleryRecord, IdentityRow, ModelTag, Store,
     StoreError,
@@ -67,7 +67,7 @@ impl Galleries {
     pub async fn open(
         data_dir: &Path,
         model: ModelTag,
-        default_index: &str,
+        default_index: &IndexSpec,
         default_threshold: f32,
     ) -> Result<Self, GalleryError> {
         let map: GalleryMap = Arc::default();
@@ -148,7 +148,7 @@ impl Galleries {
     pub async fn create(
         &self,
         name: &str,
-        index: &str,
+        index: &IndexSpec,
         threshold: f32,
     ) -> Result<Arc<LiveGallery>, GalleryError> {
         check_name(name)?;
@@ -156,7 +156,8 @@ impl Galleries {
         Gallery::new(self.model.embedding_size, index)?;
         let record = GalleryRecord {
             name: name.into(),
-            index: index.into(),
+            index: index.description.clone(),
+            index_parameters: index.parameters(),
             match_threshold: threshold,
             model: self.model.clone(),
             created_at_unix_ms: crate::clock::now_unix_ms(),
@@ -281,13 +282,14 @@ fn build_index(contents: GalleryContents, snapshots: &Path) -> Result<LiveGaller
         faces,
     } = contents;
     let dim = record.model.embedding_size;
+    let spec = IndexSpec::from_stored(&record.index, &record.index_parameters)?;
     let mut entries = entries(identities, faces);
     let path = snapshot_path(snapshots, &record.name);
     let snapshot_seq = std::fs::read_to_string(path.with_extension("seq"))
         .ok()
         .and_then(|s| s.trim().parse::<i64>().ok());
     if snapshot_seq == Some(record.seq) && path.is_file() {
-        match Gallery::from_snapshot(dim, &record.index, &path, entries) {
+        match Gallery::from_snapshot(dim, &spec, &path, entries) {
             Ok(index) => {
                 tracing::info!(gallery = %record.name, faces = index.face_count(), "index loaded from snapshot");
                 return Ok(LiveGallery { record, index });
@@ -298,7 +300,7 @@ fn build_index(contents: GalleryContents, snapshots: &Path) -> Result<LiveGaller
             }
         }
     }
-    let index = Gallery::new(dim, &record.index)?;
+    let index = Gallery::new(dim, &spec)?;
     index.put_many(entries)?;
     tracing::info!(gallery = %record.name, faces = index.face_count(), "index rebuilt from the record");
     Ok(LiveGallery { record, index })
@@ -307,16 +309,19 @@ fn build_index(contents: GalleryContents, snapshots: &Path) -> Result<LiveGaller
 /// The commit hook: mirrors each committed change into the live indexes.
 fn apply_to_indexes(map: &GalleryMap, applied: &Applied) {
     let result = match applied {
-        Applied::GalleryCreated(record) => Gallery::new(record.model.embedding_size, &record.index)
-            .map(|index| {
-                map.write().unwrap_or_else(|e| e.into_inner()).insert(
-                    record.name.clone(),
-                    Arc::new(LiveGallery {
-                        record: record.clone(),
-                        index,
-                    }),
-                );
-            }),
+        Applied::GalleryCreated(record) => {
+            IndexSpec::from_stored(&record.index, &record.index_parameters)
+                .and_then(|spec| Gallery::new(record.model.embedding_size, &spec))
+                .map(|index| {
+                    map.write().unwrap_or_else(|e| e.into_inner()).insert(
+                        record.name.clone(),
+                        Arc::new(LiveGallery {
+                            record: record.clone(),
+                            index,
+                        }),
+                    );
+                })
+        }
         Applied::GalleryDropped { name } => {
             map.write().unwrap_or_else(|e| e.into_inner()).remove(name);
             Ok(())

@@ -10,7 +10,7 @@ pub fn gallery(conn: &Connection, name: &str) -> Result<Option<GalleryRecord>, S
     Ok(conn
         .query_row(
             "SELECT name, index_spec, match_threshold, model_name, model_version, embedding_size,
-                    created_ms, seq FROM galleries WHERE name = ?1",
+                    created_ms, seq, index_parameters FROM galleries WHERE name = ?1",
             [name],
             gallery_row,
         )
@@ -20,7 +20,7 @@ pub fn gallery(conn: &Connection, name: &str) -> Result<Option<GalleryRecord>, S
 pub fn galleries(conn: &Connection) -> Result<Vec<GalleryRecord>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT name, index_spec, match_threshold, model_name, model_version, embedding_size,
-                created_ms, seq FROM galleries ORDER BY name",
+                created_ms, seq, index_parameters FROM galleries ORDER BY name",
     )?;
     let rows = stmt.query_map([], gallery_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -30,6 +30,7 @@ fn gallery_row(r: &Row<'_>) -> rusqlite::Result<GalleryRecord> {
     Ok(GalleryRecord {
         name: r.get(0)?,
         index: r.get(1)?,
+        index_parameters: r.get(8)?,
         match_threshold: r.get::<_, f64>(2)? as f32,
         model: ModelTag {
             name: r.get(3)?,

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use crate::error::StoreError;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub fn open(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)?;
@@ -31,7 +31,8 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
                      model_version TEXT NOT NULL,
                      embedding_size INTEGER NOT NULL,
                      created_ms INTEGER NOT NULL,
-                     seq INTEGER NOT NULL DEFAULT 0
+                     seq INTEGER NOT NULL DEFAULT 0,
+                     index_parameters TEXT NOT NULL DEFAULT ''
                  );
                  CREATE TABLE IF NOT EXISTS identities (
                      gallery TEXT NOT NULL REFERENCES galleries(name) ON DELETE CASCADE,
@@ -50,10 +51,17 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
                          REFERENCES identities(gallery, identity_id) ON DELETE CASCADE
                  );
                  CREATE INDEX IF NOT EXISTS faces_by_identity ON faces(gallery, identity_id);
-                 PRAGMA user_version = 1;
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )?;
         }
+        // Version 1 kept no index parameters: its galleries ran FAISS's defaults.
+        1 => conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE galleries ADD COLUMN index_parameters TEXT NOT NULL DEFAULT '';
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?,
         SCHEMA_VERSION => {}
         other => {
             return Err(StoreError::Corrupt(format!(

@@ -16,6 +16,9 @@ pub struct GalleryRecord {
     pub name: String,
     /// FAISS index factory string.
     pub index: String,
+    /// The index's tuning, in FAISS `ParameterSpace` syntax (`efSearch=128,...`);
+    /// empty for none.
+    pub index_parameters: String,
     pub match_threshold: f32,
     pub model: ModelTag,
     pub created_at_unix_ms: i64,

@@ -146,8 +146,8 @@ fn apply(conn: &Connection, change: &Change) -> Result<Applied, StoreError> {
             }
             conn.execute(
                 "INSERT INTO galleries (name, index_spec, match_threshold, model_name, model_version,
-                                        embedding_size, created_ms, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
+                                        embedding_size, created_ms, seq, index_parameters)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
                 params![
                     record.name,
                     record.index,
@@ -155,7 +155,8 @@ fn apply(conn: &Connection, change: &Change) -> Result<Applied, StoreError> {
                     record.model.name,
                     record.model.version,
                     record.model.embedding_size as i64,
-                    record.created_at_unix_ms
+                    record.created_at_unix_ms,
+                    record.index_parameters
                 ],
             )?;
             let stored = reader::gallery(conn, &record.name)?

@@ -17,7 +17,8 @@ fn temp_db(tag: &str) -> PathBuf {
 fn gallery(name: &str) -> GalleryRecord {
     GalleryRecord {
         name: name.into(),
-        index: "IDMap2,Flat".into(),
+        index: "IDMap2,HNSW16".into(),
+        index_parameters: "efConstruction=64,efSearch=96".into(),
         match_threshold: 0.4,
         model: ModelTag {
             name: "m".into(),
@@ -178,4 +179,42 @@ async fn export_pages_carry_templates() {
     assert_eq!(page[0].1[0].embedding, vec![0.5; 4]);
     let rest = store.export_page("g", Some("b"), 2).unwrap();
     assert_eq!(rest.len(), 1);
+}
+
+#[tokio::test]
+async fn index_parameters_are_kept_and_version_1_databases_are_upgraded() {
+    let path = temp_db("params");
+    let store = Store::open(&path, Box::new(|_| {})).unwrap();
+    store
+        .apply(Change::CreateGallery(gallery("g")))
+        .await
+        .unwrap();
+    let stored = store.gallery("g").unwrap().unwrap();
+    assert_eq!(stored.index_parameters, "efConstruction=64,efSearch=96");
+    drop(store);
+
+    // A database written by schema version 1, which had no index_parameters column.
+    let old = temp_db("schema-v1");
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE galleries (name TEXT PRIMARY KEY, index_spec TEXT NOT NULL,
+             match_threshold REAL NOT NULL, model_name TEXT NOT NULL,
+             model_version TEXT NOT NULL, embedding_size INTEGER NOT NULL,
+             created_ms INTEGER NOT NULL, seq INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE identities (gallery TEXT NOT NULL REFERENCES galleries(name) ON DELETE CASCADE,
+             identity_id TEXT NOT NULL, display_name TEXT NOT NULL, metadata TEXT NOT NULL,
+             created_ms INTEGER NOT NULL, PRIMARY KEY (gallery, identity_id));
+         CREATE TABLE faces (face_id INTEGER PRIMARY KEY AUTOINCREMENT, gallery TEXT NOT NULL,
+             identity_id TEXT NOT NULL, embedding BLOB NOT NULL,
+             FOREIGN KEY (gallery, identity_id) REFERENCES identities(gallery, identity_id) ON DELETE CASCADE);
+         INSERT INTO galleries VALUES ('old', 'IDMap2,HNSW32', 0.4, 'm', '1', 4, 1, 3);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(&old, Box::new(|_| {})).unwrap();
+    let upgraded = store.gallery("old").unwrap().unwrap();
+    assert_eq!(upgraded.index, "IDMap2,HNSW32");
+    assert_eq!(upgraded.index_parameters, "");
+    assert_eq!(upgraded.seq, 3);
 }

@@ -8,6 +8,7 @@ pub use vargid_request::fields::{
 };
 pub use vargid_request::image::{image, images};
 pub use vargid_request::import::imported_identities;
+pub use vargid_request::template::{probe_template, same_model};
 
 use crate::faces::{FaceBox, FaceResult, Rejection};
 use crate::galleries::LiveGallery;
@@ -30,6 +31,11 @@ pub fn gallery_info(g: &LiveGallery) -> pb::GalleryInfo {
         face_count: g.index.face_count() as u64,
         identity_count: g.index.identity_count() as u64,
         created_at_unix_ms: g.record.created_at_unix_ms,
+        index_parameters: g.index.spec().hnsw.map(|h| pb::IndexParameters {
+            hnsw_m: Some(h.m),
+            hnsw_ef_construction: Some(h.ef_construction),
+            hnsw_ef_search: Some(h.ef_search),
+        }),
     }
 }
 

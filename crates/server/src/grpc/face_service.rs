@@ -21,8 +21,11 @@ use crate::metrics;
 pub struct ServiceLimits {
     pub max_images_per_request: usize,
     pub max_top_k: usize,
-    /// Default index and threshold of galleries created without them.
+    /// CreateGallery's layout when a request names none (config `gallery.index`).
     pub default_index: String,
+    /// CreateGallery's HNSW parameters when a request leaves them unset.
+    pub hnsw_defaults: vargid_index::HnswParameters,
+    /// The match threshold of galleries created without one.
     pub match_threshold: f32,
     /// The server's request timeout: the deadline of calls that send none.
     pub request_timeout: Duration,

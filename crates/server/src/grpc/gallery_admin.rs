@@ -2,6 +2,7 @@
 //! ImportGallery and CompactStorage.
 
 use tonic::{Request, Status};
+use vargid_index::{HnswRequest, IndexSpec};
 use vargid_proto::v1 as pb;
 use vargid_store::Change;
 
@@ -19,11 +20,19 @@ pub(super) async fn create_gallery(
     let caller = svc.admit(&request, "CreateGallery", Role::Admin)?;
     let req = request.into_inner();
     caller.gallery(&req.name)?;
-    let index = if req.index.is_empty() {
-        svc.limits.default_index.clone()
+    let layout = if req.index.is_empty() {
+        svc.limits.default_index.as_str()
     } else {
-        req.index
+        req.index.as_str()
     };
+    let asked = req.index_parameters.unwrap_or_default();
+    let requested = HnswRequest {
+        m: asked.hnsw_m,
+        ef_construction: asked.hnsw_ef_construction,
+        ef_search: asked.hnsw_ef_search,
+    };
+    let index = IndexSpec::resolve(layout, requested, svc.limits.hnsw_defaults)
+        .map_err(|e| status::gallery(e.into()))?;
     let threshold = convert::threshold(
         "match_threshold",
         req.match_threshold,
@@ -34,7 +43,7 @@ pub(super) async fn create_gallery(
         .create(&req.name, &index, threshold)
         .await
         .map_err(status::gallery)?;
-    tracing::info!(gallery = %req.name, index = %index, "gallery created");
+    tracing::info!(gallery = %req.name, index = %index.description, parameters = %index.parameters(), "gallery created");
     Ok(convert::gallery_info(&live))
 }
 
@@ -106,25 +115,8 @@ pub(super) async fn import_gallery(
     let req = request.into_inner();
     caller.gallery(&req.gallery)?;
     let gallery = svc.gallery(&req.gallery)?;
-    let model = req.model.ok_or_else(|| {
-        Status::invalid_argument("model: required (as ExportGalleryResponse.model)")
-    })?;
     let stored = &gallery.record.model;
-    if model.name != stored.name
-        || model.version != stored.version
-        || model.embedding_size as usize != stored.embedding_size
-    {
-        return Err(Status::failed_precondition(format!(
-            "model: templates of {} {} ({}-d) cannot join gallery {:?} of {} {} ({}-d)",
-            model.name,
-            model.version,
-            model.embedding_size,
-            gallery.record.name,
-            stored.name,
-            stored.version,
-            stored.embedding_size
-        )));
-    }
+    convert::same_model("model", req.model, &gallery.record.name, stored)?;
     let identities =
         convert::imported_identities(req.identities, stored.embedding_size, MAX_IMPORT_TEMPLATES)?;
     let faces: usize = identities.iter().map(|(_, t)| t.len()).sum();

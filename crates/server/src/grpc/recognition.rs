@@ -11,6 +11,7 @@ use super::{convert, deadline, status};
 use crate::auth::Role;
 use crate::clock::now_unix_ms;
 use crate::faces::FaceResult;
+use crate::galleries::LiveGallery;
 
 pub(super) async fn enroll(
     svc: &FaceServiceImpl,
@@ -88,6 +89,27 @@ pub(super) async fn identify(
     };
     let gallery = svc.gallery(&req.gallery)?;
     let threshold = convert::threshold("threshold", req.threshold, gallery.record.match_threshold)?;
+    if let Some(template) = req.probe_template {
+        if req.image.is_some() {
+            return Err(Status::invalid_argument(
+                "image, probe_template: set one of them, not both",
+            ));
+        }
+        let probe = convert::probe_template(
+            "probe_template",
+            template,
+            &gallery.record.name,
+            &gallery.record.model,
+        )?;
+        return Ok(pb::IdentifyResponse {
+            faces: vec![pb::FaceIdentification {
+                face: None,
+                candidates: candidates(&gallery, &probe, top_k, threshold)?,
+            }],
+            threshold,
+            no_face_reason: pb::NoFaceReason::Unspecified as i32,
+        });
+    }
     let input = convert::image("image", req.image)?;
     let faces = svc
         .pipeline
@@ -101,19 +123,7 @@ pub(super) async fn identify(
     let mut out = Vec::with_capacity(faces.len());
     for found in &faces {
         let candidates = match &found.embedding {
-            Ok(embedding) => gallery
-                .index
-                .identify(embedding, top_k)
-                .map_err(status::index)?
-                .into_iter()
-                .map(|c| pb::Candidate {
-                    is_match: c.score >= threshold,
-                    identity_id: c.identity_id,
-                    display_name: c.display_name,
-                    score: c.score,
-                    face_id: c.face_id,
-                })
-                .collect(),
+            Ok(embedding) => candidates(&gallery, embedding, top_k, threshold)?,
             Err(_) => Vec::new(),
         };
         out.push(pb::FaceIdentification {
@@ -128,6 +138,28 @@ pub(super) async fn identify(
     })
 }
 
+/// The gallery's `top_k` best identities for `probe`, with match decisions.
+fn candidates(
+    gallery: &LiveGallery,
+    probe: &[f32],
+    top_k: usize,
+    threshold: f32,
+) -> Result<Vec<pb::Candidate>, Status> {
+    Ok(gallery
+        .index
+        .identify(probe, top_k)
+        .map_err(status::index)?
+        .into_iter()
+        .map(|c| pb::Candidate {
+            is_match: c.score >= threshold,
+            identity_id: c.identity_id,
+            display_name: c.display_name,
+            score: c.score,
+            face_id: c.face_id,
+        })
+        .collect())
+}
+
 pub(super) async fn verify(
     svc: &FaceServiceImpl,
     request: Request<pb::VerifyRequest>,
@@ -138,6 +170,20 @@ pub(super) async fn verify(
     caller.gallery(&req.gallery)?;
     let gallery = svc.gallery(&req.gallery)?;
     let threshold = convert::threshold("threshold", req.threshold, gallery.record.match_threshold)?;
+    let template = match (req.probe_template, &req.probe) {
+        (Some(_), Some(_)) => {
+            return Err(Status::invalid_argument(
+                "probe, probe_template: set one of them, not both",
+            ))
+        }
+        (Some(t), None) => Some(convert::probe_template(
+            "probe_template",
+            t,
+            &gallery.record.name,
+            &gallery.record.model,
+        )?),
+        (None, _) => None,
+    };
     let score = match req.reference {
         Some(pb::verify_request::Reference::IdentityId(id)) => {
             let id = convert::identity_id("identity_id", &id)?;
@@ -145,8 +191,20 @@ pub(super) async fn verify(
             if gallery.index.get(id).is_none() {
                 return Err(Status::not_found(format!("identity {id:?} not found")));
             }
-            let probe = one_face(svc, "probe", req.probe, req.use_largest_face, deadline).await?;
+            let probe = match template {
+                Some(t) => t,
+                None => one_face(svc, "probe", req.probe, req.use_largest_face, deadline).await?,
+            };
             gallery.index.verify(&probe, id).map_err(status::index)?.0
+        }
+        Some(pb::verify_request::Reference::Image(image)) if template.is_some() => {
+            let other = one_face(svc, "image", Some(image), req.use_largest_face, deadline).await?;
+            template
+                .iter()
+                .flatten()
+                .zip(&other)
+                .map(|(a, b)| a * b)
+                .sum()
         }
         Some(pb::verify_request::Reference::Image(image)) => {
             let inputs = vec![

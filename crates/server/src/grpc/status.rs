@@ -38,6 +38,9 @@ pub fn index(err: IndexError) -> Status {
     match err {
         IndexError::IdentityNotFound(_) => Status::not_found(err.to_string()),
         IndexError::DimensionMismatch { .. } => Status::failed_precondition(err.to_string()),
+        IndexError::InvalidParameter { field, reason } => {
+            Status::invalid_argument(format!("index_parameters.{field}: {reason}"))
+        }
         IndexError::InvalidIndex { .. } | IndexError::Faiss(_) => {
             tracing::error!(error = %err, "gallery failure");
             Status::internal(format!("gallery failure: {err}"))
@@ -51,7 +54,7 @@ pub fn gallery(err: GalleryError) -> Status {
         GalleryError::ModelMismatch { .. } => Status::failed_precondition(err.to_string()),
         GalleryError::InvalidName(_) => Status::invalid_argument(err.to_string()),
         GalleryError::Index(IndexError::InvalidIndex { .. }) => {
-            Status::invalid_argument(err.to_string())
+            Status::invalid_argument(format!("index: {err}"))
         }
         GalleryError::Index(e) => index(e),
         GalleryError::Store(e) => store(e),
