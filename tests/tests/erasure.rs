@@ -52,7 +52,19 @@ fn template_bytes(templates: &[pb::Template]) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn deleted_templates_leave_no_bytes_behind() {
-    let data = std::env::temp_dir().join(format!("vargid-erasure-{}", std::process::id()));
+    leave_no_bytes_behind("flat").await;
+}
+
+/// HNSW keeps a deleted vector in its graph until a rebuild: CompactStorage must still
+/// leave no copy on disk, and no later snapshot may write one.
+#[tokio::test]
+async fn deleted_templates_leave_no_bytes_behind_with_hnsw() {
+    leave_no_bytes_behind("hnsw").await;
+}
+
+async fn leave_no_bytes_behind(index: &str) {
+    let env = [("VARGID_GALLERY__INDEX", index)];
+    let data = std::env::temp_dir().join(format!("vargid-erasure-{index}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data).unwrap();
     let people = [
@@ -60,7 +72,7 @@ async fn deleted_templates_leave_no_bytes_behind() {
         ("keeper", "George_W_Bush", [7, 16]),
     ];
 
-    let mut server = Server::start_in(&data, &[]);
+    let mut server = Server::start_in(&data, &env);
     let mut client = server.client().await;
     for (id, name, photos) in people {
         client
@@ -90,7 +102,7 @@ async fn deleted_templates_leave_no_bytes_behind() {
     let (victim, keeper) = (templates("victim"), templates("keeper"));
     // A clean stop writes an index snapshot holding both; the restart loads it.
     assert!(server.terminate().success());
-    let server = Server::start_in(&data, &[]);
+    let server = Server::start_in(&data, &env);
     let mut client = server.client().await;
     assert!(
         !holders(&data, &victim).is_empty(),
