@@ -340,6 +340,45 @@ async fn survive_restarts(index: &str) {
         .unwrap()
         .into_inner();
     assert_eq!(info.gallery_size, 10_000);
+
+    // Deletions, then a clean restart: the snapshot is used again (HNSW keeps the
+    // removed vectors in its graph, unreachable), and no deleted identity comes back.
+    let deleted = ["real-0", "real-1"];
+    for id in deleted {
+        client
+            .delete_identity(pb::DeleteIdentityRequest {
+                identity_id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("delete");
+    }
+    let after_delete = answers(&mut client, &probes).await;
+    drop(client);
+    assert!(server.terminate().success());
+    let mut server = Server::start_in(&data.0, &env);
+    assert!(
+        server
+            .wait_for_log("index loaded from snapshot", Duration::from_secs(5))
+            .is_some(),
+        "a few deletions must not cost a rebuild"
+    );
+    let mut client = server.client().await;
+    let restarted = answers(&mut client, &probes).await;
+    assert_eq!(
+        restarted, after_delete,
+        "answers after deletes and a restart"
+    );
+    assert!(restarted
+        .iter()
+        .flatten()
+        .all(|(id, _)| !deleted.contains(&id.as_str())));
+    let info = client
+        .get_service_info(pb::GetServiceInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.gallery_size, 10_000 - 4);
 }
 
 fn set_gallery_model_version(data_dir: &Path, gallery: &str, version: &str) {

@@ -197,9 +197,15 @@ impl Gallery {
     }
 
     /// Builds a gallery from a FAISS snapshot and the identities it must hold. When
-    /// the snapshot is unreadable or does not hold exactly these templates (stale or
-    /// foreign), the entries come back so the caller can rebuild with
+    /// the snapshot is unreadable or does not hold every one of these templates (stale
+    /// or foreign), the entries come back so the caller can rebuild with
     /// [`Gallery::put_many`] without having kept a copy of every embedding.
+    ///
+    /// A snapshot may also hold vectors of templates removed before it was written
+    /// (HNSW and IVF keep them, see [`Gallery::remove`]): they come back unreachable,
+    /// as they were, so that a few deletions do not cost a full rebuild at start-up.
+    /// The caller must only offer a snapshot that reflects the current record (the
+    /// server checks its sequence number), so every extra id is a removed template.
     pub fn from_snapshot(
         dim: usize,
         spec: &IndexSpec,
@@ -213,7 +219,12 @@ impl Gallery {
             Err(e) => return Err(reject(format!("unreadable: {e}"), entries)),
         };
         let expected: usize = entries.iter().map(|e| e.faces.len()).sum();
-        if index.d() as usize != dim || index.ntotal() as usize != expected {
+        let held = index.ntotal() as usize;
+        if index.d() as usize != dim || held < expected {
+            return Err(reject("holds other templates".into(), entries));
+        }
+        if held > expected && spec.removes_in_place() {
+            // A flat index drops removed vectors at once: extra ones mean another record.
             return Err(reject("holds other templates".into(), entries));
         }
         let mut scratch = vec![0.0f32; dim];
@@ -235,7 +246,11 @@ impl Gallery {
             index: Mutex::new(index),
             records: RwLock::new(Records::default()),
         };
-        gallery.records_mut().insert(entries);
+        {
+            let mut records = gallery.records_mut();
+            records.insert(entries);
+            records.unreachable = held - expected;
+        }
         Ok(gallery)
     }
 
@@ -345,6 +360,11 @@ impl Gallery {
     /// Vectors of removed templates still inside the index structure (see [`Gallery::remove`]).
     pub fn unreachable_vectors(&self) -> usize {
         self.records().unreachable
+    }
+
+    /// Vectors inside the index structure, reachable or not.
+    pub fn indexed_vectors(&self) -> usize {
+        self.index().ntotal() as usize
     }
 
     pub fn get(&self, identity_id: &str) -> Option<IdentityRecord> {
@@ -554,6 +574,37 @@ mod tests {
         let hits = g.identify(&unit(4, 0), 1).unwrap();
         assert_eq!(hits[0].identity_id, "b");
         assert_eq!(g.unreachable_vectors(), 1);
+    }
+
+    #[test]
+    fn hnsw_snapshot_keeps_removed_vectors_unreachable() {
+        let dir = std::env::temp_dir().join(format!("vargid-index-hnsw-rm-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("g.faiss");
+        let hnsw = spec("IDMap2,HNSW8");
+        let g = Gallery::new(4, &hnsw).unwrap();
+        let kept = entry("b", "", vec![(2, mix(4, 0, 1, 0.9))]);
+        g.put_many(vec![entry("a", "", vec![(1, unit(4, 0))]), kept.clone()])
+            .unwrap();
+        g.remove("a").unwrap();
+        g.write_snapshot(&path).unwrap();
+
+        // The record now holds only "b": the snapshot's extra vector is the removed one.
+        let restored = Gallery::from_snapshot(4, &hnsw, &path, vec![kept.clone()])
+            .expect("a snapshot with removed vectors is used");
+        assert_eq!(restored.unreachable_vectors(), 1);
+        assert_eq!(restored.indexed_vectors(), 2);
+        let hits = restored.identify(&unit(4, 0), 5).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].identity_id, "b");
+
+        // A flat index removes in place, so extra vectors there mean another record.
+        let flat = Gallery::new(4, &spec("IDMap2,Flat")).unwrap();
+        flat.put_many(vec![entry("a", "", vec![(1, unit(4, 0))]), kept.clone()])
+            .unwrap();
+        flat.write_snapshot(&path).unwrap();
+        assert!(Gallery::from_snapshot(4, &spec("IDMap2,Flat"), &path, vec![kept]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

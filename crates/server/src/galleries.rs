@@ -59,7 +59,14 @@ pub struct Galleries {
     store: Store,
     model: ModelTag,
     snapshots: PathBuf,
+    /// Galleries whose removed vectors must leave the disk (`CompactStorage` ran
+    /// while the index still held them): no snapshot until a rebuild purges them.
+    purge_pending: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
+
+/// Above this share of removed vectors a snapshot is not written: the next start
+/// rebuilds, which frees their memory and the search time spent skipping them.
+const MAX_UNREACHABLE_SHARE: f64 = 0.2;
 
 impl Galleries {
     /// Opens the record under `data_dir`, builds every gallery's index, and creates
@@ -91,6 +98,7 @@ impl Galleries {
             store,
             model,
             snapshots,
+            purge_pending: Default::default(),
         };
         if galleries.find(DEFAULT_GALLERY).is_none() {
             galleries
@@ -178,9 +186,18 @@ impl Galleries {
 
     /// Erasure: after deletions, no file under the data directory keeps the deleted
     /// templates. The database is vacuumed and its WAL emptied; index snapshots, which
-    /// may predate the deletions, are removed (the next clean shutdown writes them
-    /// again from the live indexes, which no longer hold those templates).
+    /// may predate the deletions, are removed. The next clean shutdown writes them
+    /// again from the live indexes, except for those that still hold removed vectors
+    /// (HNSW): those are rebuilt at the next start.
     pub async fn compact(&self) -> Result<(), GalleryError> {
+        {
+            let mut pending = self.purge_pending.lock().unwrap_or_else(|e| e.into_inner());
+            for live in self.list() {
+                if live.index.unreachable_vectors() > 0 {
+                    pending.insert(live.record.name.clone());
+                }
+            }
+        }
         self.store.compact().await?;
         if let Ok(entries) = std::fs::read_dir(&self.snapshots) {
             for entry in entries.flatten() {
@@ -203,9 +220,19 @@ impl Galleries {
                 continue;
             };
             let path = snapshot_path(&self.snapshots, &live.record.name);
-            if live.index.unreachable_vectors() > 0 {
+            let unreachable = live.index.unreachable_vectors();
+            let purge = unreachable > 0
+                && (self
+                    .purge_pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .contains(&live.record.name)
+                    || unreachable as f64
+                        > MAX_UNREACHABLE_SHARE * live.index.indexed_vectors() as f64);
+            if purge {
                 // Rebuilding on the next start purges the removed vectors (HNSW, IVF).
                 let _ = std::fs::remove_file(&path);
+                tracing::info!(gallery = %live.record.name, unreachable, "no index snapshot: the next start rebuilds to purge removed vectors");
                 continue;
             }
             let tmp = path.with_extension("faiss.tmp");
