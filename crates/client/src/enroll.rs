@@ -1,0 +1,425 @@
+//! `vargid enroll DIR`: one identity per sub-folder (or per CSV row group), sent
+//! concurrently, resumable.
+//!
+//! Each identity is one Enroll call holding all its photos, so it is enrolled whole
+//! or not at all. A photo the server refuses (`images[i]: ...`) is reported with the
+//! server's reason and the call is repeated without it. The identity's metadata
+//! `vargid.source` records a digest of its file list (names and sizes): a second run
+//! skips identities already enrolled from the same files, so a run that was stopped
+//! resumes where it was.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tonic::Code;
+use vargid_proto::v1 as pb;
+
+use crate::connection::{Client, ConnectArgs};
+use crate::{photo, ClientError};
+
+/// Metadata key holding the digest of the files an identity was enrolled from.
+pub const SOURCE_KEY: &str = "vargid.source";
+
+#[derive(Args, Debug)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// A folder with one sub-folder of photos per person (the sub-folder's name is the
+    /// identity id and display name). Not needed with --csv.
+    #[arg(required_unless_present = "csv")]
+    pub dir: Option<PathBuf>,
+    /// A CSV file with the columns `file,identity_id[,display_name]` (a header row is
+    /// allowed); files are relative to the CSV's folder.
+    #[arg(long, conflicts_with = "dir")]
+    pub csv: Option<PathBuf>,
+    /// The gallery to enroll into (default: the server's default gallery).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    pub gallery: String,
+    /// Identities in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Photos with several faces enroll their largest instead of being rejected.
+    #[arg(long)]
+    pub use_largest_face: bool,
+}
+
+/// One person to enroll.
+#[derive(Debug, Clone)]
+struct Person {
+    identity_id: String,
+    display_name: String,
+    files: Vec<PathBuf>,
+}
+
+impl Person {
+    fn source_digest(&self) -> Result<String, ClientError> {
+        let mut h = Sha256::new();
+        let mut names: Vec<(String, u64)> = Vec::new();
+        for f in &self.files {
+            let size = std::fs::metadata(f).map_err(ClientError::io(f))?.len();
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            names.push((name, size));
+        }
+        names.sort();
+        for (name, size) in names {
+            h.update(format!("{name}\t{size}\n"));
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+fn from_folders(dir: &Path) -> Result<Vec<Person>, ClientError> {
+    let mut people = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(ClientError::io(dir))?;
+    let mut folders: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    for folder in folders {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .map_err(ClientError::io(&folder))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && photo::is_photo(p))
+            .collect();
+        files.sort();
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !files.is_empty() {
+            people.push(Person {
+                identity_id: name.clone(),
+                display_name: name,
+                files,
+            });
+        }
+    }
+    if people.is_empty() {
+        return Err(ClientError::Input {
+            path: dir.into(),
+            message: "no sub-folder with photos (expected DIR/<identity>/<photo>.jpg)".into(),
+        });
+    }
+    Ok(people)
+}
+
+fn from_csv(path: &Path) -> Result<Vec<Person>, ClientError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| ClientError::Input {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+    let mut people: BTreeMap<String, Person> = BTreeMap::new();
+    for (line, row) in reader.records().enumerate() {
+        let row = row.map_err(|e| ClientError::Input {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let (file, id) = (row.get(0).unwrap_or(""), row.get(1).unwrap_or(""));
+        if line == 0 && file == "file" && id == "identity_id" {
+            continue;
+        }
+        if file.is_empty() || id.is_empty() {
+            return Err(ClientError::Input {
+                path: path.into(),
+                message: format!(
+                    "line {}: expected file,identity_id[,display_name]",
+                    line + 1
+                ),
+            });
+        }
+        let person = people.entry(id.to_string()).or_insert_with(|| Person {
+            identity_id: id.to_string(),
+            display_name: row.get(2).unwrap_or(id).to_string(),
+            files: Vec::new(),
+        });
+        person.files.push(base.join(file));
+    }
+    if people.is_empty() {
+        return Err(ClientError::Input {
+            path: path.into(),
+            message: "no rows".into(),
+        });
+    }
+    Ok(people.into_values().collect())
+}
+
+/// What happened to one person.
+#[derive(Debug, Default)]
+struct Outcome {
+    enrolled_photos: usize,
+    skipped: Option<String>,
+    rejected: Vec<(PathBuf, String)>,
+    failed: Option<String>,
+}
+
+/// The index of the refused image in a status message such as `images[2]: no face`.
+fn refused_image(status: &tonic::Status) -> Option<usize> {
+    let rest = status.message().strip_prefix("images[")?;
+    rest[..rest.find(']')?].parse().ok()
+}
+
+/// Codes worth another try after a pause: the server is busy or restarting.
+fn transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
+    )
+}
+
+async fn enroll_person(
+    mut client: Client,
+    person: Person,
+    gallery: String,
+    use_largest_face: bool,
+) -> Result<Outcome, ClientError> {
+    let mut outcome = Outcome::default();
+    let digest = person.source_digest()?;
+    match client
+        .get_identity(pb::GetIdentityRequest {
+            identity_id: person.identity_id.clone(),
+            gallery: gallery.clone(),
+        })
+        .await
+    {
+        Ok(found) => {
+            let same = found.get_ref().metadata.get(SOURCE_KEY) == Some(&digest);
+            outcome.skipped = Some(if same {
+                "already enrolled from these files".into()
+            } else {
+                "already enrolled from other files (delete it to enroll it again)".into()
+            });
+            return Ok(outcome);
+        }
+        // A missing identity (not a missing gallery): enroll it.
+        Err(s) if s.code() == Code::NotFound && s.message().starts_with("identity ") => {}
+        Err(s) => return Err(ClientError::call("GetIdentity")(s)),
+    }
+    let mut files = person.files.clone();
+    let mut images = Vec::with_capacity(files.len());
+    for f in &files {
+        images.push(photo::read(f)?);
+    }
+    let mut pause = Duration::from_millis(200);
+    let mut attempts = 0;
+    while !images.is_empty() {
+        let request = pb::EnrollRequest {
+            identity_id: person.identity_id.clone(),
+            images: images.clone(),
+            display_name: person.display_name.clone(),
+            metadata: [(SOURCE_KEY.to_string(), digest.clone())].into(),
+            gallery: gallery.clone(),
+            use_largest_face,
+        };
+        match client.enroll(request).await {
+            Ok(r) => {
+                outcome.enrolled_photos = r.get_ref().face_ids.len();
+                return Ok(outcome);
+            }
+            Err(s) if s.code() == Code::InvalidArgument => match refused_image(&s) {
+                Some(i) if i < images.len() => {
+                    images.remove(i);
+                    let file = files.remove(i);
+                    let reason = s.message().split_once(": ").map_or(s.message(), |(_, r)| r);
+                    outcome.rejected.push((file, reason.to_string()));
+                }
+                _ => {
+                    outcome.failed = Some(format!("Enroll: {}", s.message()));
+                    return Ok(outcome);
+                }
+            },
+            Err(s) if transient(s.code()) && attempts < 8 => {
+                attempts += 1;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+            Err(s) => {
+                outcome.failed = Some(format!("Enroll: {} ({:?})", s.message(), s.code()));
+                return Ok(outcome);
+            }
+        }
+    }
+    outcome.failed = Some("no usable photo".into());
+    Ok(outcome)
+}
+
+/// Progress on stderr: a bar on a terminal, else a plain line every 2 s and at the end.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    started: Instant,
+    last_line: Mutex<Instant>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} identities  {per_sec}  ETA {eta}  {msg}",
+            ) {
+                bar.set_style(style);
+            }
+            bar
+        });
+        Self {
+            bar,
+            total,
+            started: Instant::now(),
+            last_line: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn done(&self, count: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(count as u64);
+            return;
+        }
+        let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
+        if count == self.total || last.elapsed() >= Duration::from_secs(2) {
+            *last = Instant::now();
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let rate = count as f64 / elapsed.max(1e-3);
+            let eta = (self.total - count) as f64 / rate.max(1e-9);
+            eprintln!(
+                "enroll: {count}/{} identities, {rate:.1}/s, ETA {eta:.0} s",
+                self.total
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+pub async fn run(client: &Client, args: EnrollArgs) -> Result<(), ClientError> {
+    let people = match (&args.csv, &args.dir) {
+        (Some(csv), _) => from_csv(csv)?,
+        (None, Some(dir)) => from_folders(dir)?,
+        (None, None) => return Err(ClientError::Config("give a folder or --csv".into())),
+    };
+    let total = people.len();
+    let progress = Arc::new(Progress::new(total));
+    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (order, person) in people.into_iter().enumerate() {
+        let permit = limit
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ClientError::Failed("enroll: stopped".into()))?;
+        let (client, gallery) = (client.clone(), args.gallery.clone());
+        let id = person.identity_id.clone();
+        tasks.spawn(async move {
+            let result = enroll_person(client, person, gallery, args.use_largest_face).await;
+            drop(permit);
+            (order, id, result)
+        });
+    }
+    let mut results = Vec::with_capacity(total);
+    while let Some(joined) = tasks.join_next().await {
+        let (order, id, result) =
+            joined.map_err(|e| ClientError::Failed(format!("enroll task: {e}")))?;
+        results.push((order, id, result));
+        progress.done(results.len());
+    }
+    progress.finish();
+    results.sort_by_key(|(order, ..)| *order);
+
+    let (mut enrolled, mut photos, mut skipped, mut failed) = (0, 0, 0, 0);
+    let mut rejected = Vec::new();
+    let mut problems = Vec::new();
+    for (_, id, result) in results {
+        match result {
+            Err(e) => {
+                failed += 1;
+                problems.push(format!("{id}: {e}"));
+            }
+            Ok(o) => {
+                rejected.extend(o.rejected);
+                if let Some(why) = o.skipped {
+                    skipped += 1;
+                    problems.push(format!("{id}: skipped, {why}"));
+                } else if let Some(why) = o.failed {
+                    failed += 1;
+                    problems.push(format!("{id}: not enrolled, {why}"));
+                } else {
+                    enrolled += 1;
+                    photos += o.enrolled_photos;
+                }
+            }
+        }
+    }
+    println!(
+        "enrolled {enrolled} identities ({photos} photos), skipped {skipped}, failed {failed}, \
+         {} photos rejected",
+        rejected.len()
+    );
+    for line in &problems {
+        println!("  {line}");
+    }
+    for (file, reason) in &rejected {
+        println!("  rejected {}: {reason}", file.display());
+    }
+    if failed > 0 {
+        return Err(ClientError::Failed(format!(
+            "{failed} of {total} identities not enrolled"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_image_index_from_the_status() {
+        let s = tonic::Status::invalid_argument("images[3]: no face found in the photo");
+        assert_eq!(refused_image(&s), Some(3));
+        assert_eq!(
+            refused_image(&tonic::Status::invalid_argument("identity_id: empty")),
+            None
+        );
+    }
+
+    #[test]
+    fn csv_rows_group_by_identity() {
+        let dir = std::env::temp_dir().join(format!("vargid-client-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("people.csv");
+        std::fs::write(
+            &csv,
+            "file,identity_id\na.jpg,alice\nb.jpg,bob,Bob B\nc.jpg,alice\n",
+        )
+        .unwrap();
+        let people = from_csv(&csv).unwrap();
+        assert_eq!(people.len(), 2);
+        assert_eq!(people[0].identity_id, "alice");
+        assert_eq!(people[0].files, vec![dir.join("a.jpg"), dir.join("c.jpg")]);
+        assert_eq!(people[1].display_name, "Bob B");
+        std::fs::write(&csv, "a.jpg\n").unwrap();
+        assert!(from_csv(&csv).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
