@@ -48,6 +48,17 @@ def test_every_step_on_200_images(tmp_path):
                                   "--teacher-online", str(MODELS / "sface_2021dec_fp32.onnx"), "--mixup", "1",
                                   "--mix", "cutmix", "--inst-on-mixed"]) == 0
     assert "online teacher" in json.loads((gen3 / "run.json").read_text())["summary"]
+    # A clean-only teacher cache (half the teacher's time) serves online teaching only.
+    clean = tmp_path / "clean.zip"
+    clean.write_bytes(archive.read_bytes())
+    assert teacher.main(["--prepared", str(clean), "--teacher", str(MODELS / "sface_2021dec_fp32.onnx"),
+                         "--clean-only"]) == 0
+    assert json.loads(zipfile.ZipFile(clean).read("teacher.json"))["shape"][1] == 1
+    clean_common = ["--prepared", str(clean)] + common[2:] + ["--init", str(gen2 / "student.onnx")]
+    with pytest.raises(SystemExit, match="no mirrors"):
+        distill.main(clean_common + ["--out", str(tmp_path / "cached-from-clean")])
+    assert distill.main(clean_common + ["--out", str(tmp_path / "online-from-clean"), "--teacher-online",
+                                        str(MODELS / "sface_2021dec_fp32.onnx")]) == 0
 
     # The GPU run's bundle: packed here, its first steps run on the CPU from the
     # unpacked bundle alone (its own code), the weights joined and exported here.

@@ -6,7 +6,8 @@ to a GPU machine with the code):
   "score": detector score}], "skipped": [{"source", "reason"}], "settings": {...}};
 - `crops/NNNNNN.webp`: the 112x112 aligned crop of manifest entry N (WebP, q75);
 - `teacher.npy` (added by `vargface.teacher`): float16 (N, 2, D), the teacher's
-  L2-normalised embedding of each crop and of its horizontal mirror;
+  L2-normalised embedding of each crop and of its horizontal mirror ((N, 1, D), the
+  crop alone, with `--clean-only`);
 - `teacher.json`: which teacher (file, sha256) produced it.
 """
 
@@ -39,7 +40,7 @@ def decode_crop(data: bytes) -> np.ndarray:
 class Prepared:
     crops: np.ndarray  # (N, 112, 112, 3) uint8
     manifest: dict
-    teacher: np.ndarray | None  # (N, 2, D) float32
+    teacher: np.ndarray | None  # (N, 2, D) float32, or (N, 1, D) clean only
 
 
 def crop_name(index: int) -> str:

@@ -195,7 +195,10 @@ def main(argv=None) -> int:
     if data.teacher is None:
         sys.exit(f"{args.prepared}: no teacher.npy; run python -m vargface.teacher first")
     crops = torch.from_numpy(data.crops).permute(0, 3, 1, 2).contiguous()  # uint8 NCHW
-    teacher = F.normalize(torch.from_numpy(data.teacher), dim=-1)  # (N, 2, D)
+    teacher = F.normalize(torch.from_numpy(data.teacher), dim=-1)  # (N, 2, D), or (N, 1, D) clean only
+    if teacher.shape[1] < 2 and not args.teacher_online:
+        sys.exit(f"{args.prepared}: the teacher cache has no mirrors (vargface.teacher --clean-only); "
+                 "train with --teacher-online, or cache the mirrors too")
     count, emb = teacher.shape[0], teacher.shape[2]
     centres = teacher[:, 0].to(device)  # fixed class centres of the instance softmax
 
@@ -248,7 +251,8 @@ def main(argv=None) -> int:
         x = crops[idx].float()
         flip = torch.rand(len(idx), generator=generator) < 0.5
         x[flip] = x[flip].flip(-1)
-        target = teacher[idx, flip.long()]
+        # With the online teacher this placeholder is replaced by its embedding of x below.
+        target = teacher[idx, flip.long() if teacher.shape[1] > 1 else 0]
         x = augment(x.to(device), generator)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
