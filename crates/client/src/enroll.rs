@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -265,7 +265,7 @@ struct Progress {
     bar: Option<indicatif::ProgressBar>,
     total: usize,
     started: Instant,
-    last_line: Mutex<Instant>,
+    last_line: Instant,
 }
 
 impl Progress {
@@ -283,18 +283,17 @@ impl Progress {
             bar,
             total,
             started: Instant::now(),
-            last_line: Mutex::new(Instant::now()),
+            last_line: Instant::now(),
         }
     }
 
-    fn done(&self, count: usize) {
+    fn done(&mut self, count: usize) {
         if let Some(bar) = &self.bar {
             bar.set_position(count as u64);
             return;
         }
-        let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
-        if count == self.total || last.elapsed() >= Duration::from_secs(2) {
-            *last = Instant::now();
+        if count == self.total || self.last_line.elapsed() >= Duration::from_secs(2) {
+            self.last_line = Instant::now();
             let elapsed = self.started.elapsed().as_secs_f64();
             let rate = count as f64 / elapsed.max(1e-3);
             let eta = (self.total - count) as f64 / rate.max(1e-9);
@@ -319,7 +318,7 @@ pub async fn run(client: &Client, args: EnrollArgs) -> Result<(), ClientError> {
         (None, None) => return Err(ClientError::Config("give a folder or --csv".into())),
     };
     let total = people.len();
-    let progress = Arc::new(Progress::new(total));
+    let mut progress = Progress::new(total);
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for (order, person) in people.into_iter().enumerate() {
