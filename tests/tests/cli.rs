@@ -80,6 +80,7 @@ fn help_is_readable_and_bad_flags_exit_2() {
         "import",
         "galleries",
         "info",
+        "evaluate",
     ] {
         assert!(help.contains(command), "--help lists {command}:\n{help}");
         let out = vargid(None, &[command, "--help"]);

@@ -3,6 +3,11 @@
     python -m vargface.evaluate --model models/vargfacenet.onnx \
         [--lfw ../shared/data/lfw] [--detector .deps/models/yunet_2023mar_fp32.onnx]
     python -m vargface.evaluate --embeddings service.json   # embeddings from elsewhere
+    python -m vargface.evaluate --model models/vargfacenet.onnx --folder DIR   # 1:N only
+
+`--folder DIR` takes a labelled folder (DIR/<person>/<photo>) instead of LFW's
+pairs: every photo in it, 1:N only, with the split below. `vargid evaluate DIR`
+measures the same folder through the running service with the same protocol.
 
 Protocol (insightface's): every photo is detected (YuNet, largest face),
 aligned to the 112x112 template (vargface.align), embedded with and without
@@ -244,6 +249,39 @@ def cached_aligned_crops(names: list[str], images: Path, detector: Path, cache: 
     return crops, fallbacks
 
 
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+
+
+def folder_names(root: Path) -> list[str]:
+    """The photos of a labelled folder (root/<person>/<photo>) as `person/photo`, sorted."""
+    return sorted(f"{person.name}/{photo.name}"
+                  for person in root.iterdir() if person.is_dir()
+                  for photo in person.iterdir()
+                  if photo.is_file() and photo.suffix.lower() in PHOTO_SUFFIXES)
+
+
+def evaluate_folder(model: Path, folder: Path, detector: Path, cache: Path | None) -> dict:
+    names = folder_names(folder)
+    if not names:
+        raise ValueError(f"{folder}: no photos in sub-folders")
+    crops, fallbacks = cached_aligned_crops(names, folder, detector, cache)
+    embeddings = dict(zip(names, embed_with_flip(OnnxEmbedder(model), crops)))
+    return {
+        "source": str(model),
+        "folder": str(folder),
+        "images": len(names),
+        "no_face_fallbacks": fallbacks,
+        "identification": identification_metrics(embeddings, identification_split(names)),
+    }
+
+
+def print_identification(ident: dict) -> None:
+    fnir = ", ".join(f"FNIR {100 * ident[f'fnir_at_fpir_{f:g}']:.2f}% at FPIR={f:g}"
+                     for f in FPIR_TARGETS if f"fnir_at_fpir_{f:g}" in ident)
+    print(f"  1:N: {ident['gallery']} enrolled, {ident['mated_probes']} mated and "
+          f"{ident['non_mated_probes']} non-mated probes: rank-1 {100 * ident['rank1']:.2f}%, {fnir}")
+
+
 def model_embeddings(model: Path, lfw: Path, detector: Path, names: list[str],
                      cache: Path | None = None) -> tuple[dict, int]:
     crops, fallbacks = cached_aligned_crops(names, lfw / "images", detector, cache)
@@ -265,7 +303,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crops-cache", type=Path,
                         help="keep the aligned LFW crops in this file and reuse them (not committed: LFW pixels)")
     parser.add_argument("--dump-embeddings", type=Path, help="write the model's embeddings as JSON")
+    parser.add_argument("--folder", type=Path,
+                        help="1:N only, on this labelled folder (DIR/<person>/<photo>) instead of LFW pairs")
     args = parser.parse_args(argv)
+
+    if args.folder:
+        if not args.model:
+            parser.error("--folder needs --model")
+        result = evaluate_folder(args.model, args.folder, args.detector, args.crops_cache)
+        print(f"{result['source']}: {args.folder}, {result['images']} images "
+              f"({result['no_face_fallbacks']} without a detected face, centre fallback)")
+        print_identification(result["identification"])
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
 
     pairs = read_pairs(args.lfw / "pairs.txt")
     if args.limit_folds:
@@ -303,10 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     if ident is None:
         print("  1:N: no person with two or more photos in this subset")
     else:
-        fnir = ", ".join(f"FNIR {100 * ident[f'fnir_at_fpir_{f:g}']:.2f}% at FPIR={f:g}"
-                         for f in FPIR_TARGETS if f"fnir_at_fpir_{f:g}" in ident)
-        print(f"  1:N: {ident['gallery']} enrolled, {ident['mated_probes']} mated and "
-              f"{ident['non_mated_probes']} non-mated probes: rank-1 {100 * ident['rank1']:.2f}%, {fnir}")
+        print_identification(ident)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

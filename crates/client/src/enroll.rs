@@ -9,10 +9,9 @@
 //! resumes where it was.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use sha2::{Digest, Sha256};
@@ -21,7 +20,8 @@ use tonic::Code;
 use vargid_proto::v1 as pb;
 
 use crate::connection::{Client, ConnectArgs};
-use crate::{photo, ClientError};
+use crate::progress::Progress;
+use crate::{labelled, photo, ClientError};
 
 /// Metadata key holding the digest of the files an identity was enrolled from.
 pub const SOURCE_KEY: &str = "vargid.source";
@@ -78,41 +78,14 @@ impl Person {
 }
 
 fn from_folders(dir: &Path) -> Result<Vec<Person>, ClientError> {
-    let mut people = Vec::new();
-    let entries = std::fs::read_dir(dir).map_err(ClientError::io(dir))?;
-    let mut folders: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    folders.sort();
-    for folder in folders {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&folder)
-            .map_err(ClientError::io(&folder))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && photo::is_photo(p))
-            .collect();
-        files.sort();
-        let name = folder
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if !files.is_empty() {
-            people.push(Person {
-                identity_id: name.clone(),
-                display_name: name,
-                files,
-            });
-        }
-    }
-    if people.is_empty() {
-        return Err(ClientError::Input {
-            path: dir.into(),
-            message: "no sub-folder with photos (expected DIR/<identity>/<photo>.jpg)".into(),
-        });
-    }
-    Ok(people)
+    Ok(labelled::read(dir)?
+        .into_iter()
+        .map(|p| Person {
+            identity_id: p.name.clone(),
+            display_name: p.name,
+            files: p.photos,
+        })
+        .collect())
 }
 
 fn from_csv(path: &Path) -> Result<Vec<Person>, ClientError> {
@@ -260,57 +233,6 @@ async fn enroll_person(
     Ok(outcome)
 }
 
-/// Progress on stderr: a bar on a terminal, else a plain line every 2 s and at the end.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    total: usize,
-    started: Instant,
-    last_line: Instant,
-}
-
-impl Progress {
-    fn new(total: usize) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(total as u64);
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} identities  {per_sec}  ETA {eta}  {msg}",
-            ) {
-                bar.set_style(style);
-            }
-            bar
-        });
-        Self {
-            bar,
-            total,
-            started: Instant::now(),
-            last_line: Instant::now(),
-        }
-    }
-
-    fn done(&mut self, count: usize) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(count as u64);
-            return;
-        }
-        if count == self.total || self.last_line.elapsed() >= Duration::from_secs(2) {
-            self.last_line = Instant::now();
-            let elapsed = self.started.elapsed().as_secs_f64();
-            let rate = count as f64 / elapsed.max(1e-3);
-            let eta = (self.total - count) as f64 / rate.max(1e-9);
-            eprintln!(
-                "enroll: {count}/{} identities, {rate:.1}/s, ETA {eta:.0} s",
-                self.total
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish();
-        }
-    }
-}
-
 pub async fn run(client: &Client, args: EnrollArgs) -> Result<(), ClientError> {
     let people = match (&args.csv, &args.dir) {
         (Some(csv), _) => from_csv(csv)?,
@@ -318,10 +240,22 @@ pub async fn run(client: &Client, args: EnrollArgs) -> Result<(), ClientError> {
         (None, None) => return Err(ClientError::Config("give a folder or --csv".into())),
     };
     let total = people.len();
-    let mut progress = Progress::new(total);
+    let mut progress = Progress::new("enroll", "identities", total);
     let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
+    let mut results = Vec::with_capacity(total);
+    let mut finished = |joined: Result<_, tokio::task::JoinError>| {
+        let (order, id, result) =
+            joined.map_err(|e| ClientError::Failed(format!("enroll task: {e}")))?;
+        results.push((order, id, result));
+        progress.done(results.len());
+        Ok::<(), ClientError>(())
+    };
     for (order, person) in people.into_iter().enumerate() {
+        // Count what finished while earlier identities were still being sent.
+        while let Some(joined) = tasks.try_join_next() {
+            finished(joined)?;
+        }
         let permit = limit
             .clone()
             .acquire_owned()
@@ -335,12 +269,8 @@ pub async fn run(client: &Client, args: EnrollArgs) -> Result<(), ClientError> {
             (order, id, result)
         });
     }
-    let mut results = Vec::with_capacity(total);
     while let Some(joined) = tasks.join_next().await {
-        let (order, id, result) =
-            joined.map_err(|e| ClientError::Failed(format!("enroll task: {e}")))?;
-        results.push((order, id, result));
-        progress.done(results.len());
+        finished(joined)?;
     }
     progress.finish();
     results.sort_by_key(|(order, ..)| *order);

@@ -4,10 +4,13 @@
 mod connection;
 mod enroll;
 mod error;
+mod evaluate;
 mod identify;
 mod info;
 mod json;
+mod labelled;
 mod photo;
+mod progress;
 mod transfer;
 mod verify;
 
@@ -16,6 +19,7 @@ use clap::Subcommand;
 pub use connection::{Client, ConnectArgs};
 pub use enroll::{EnrollArgs, SOURCE_KEY};
 pub use error::ClientError;
+pub use evaluate::EvaluateArgs;
 pub use identify::IdentifyArgs;
 pub use transfer::TransferArgs;
 pub use verify::VerifyArgs;
@@ -47,6 +51,9 @@ pub enum ClientCommand {
     Export(TransferArgs),
     /// Add the identities of an export file to a gallery (same model only).
     Import(TransferArgs),
+    /// Measure the model on a labelled folder (one sub-folder per person): 1:1 ROC and
+    /// 1:N CMC/DET through the server, plots, and a suggested match threshold.
+    Evaluate(EvaluateArgs),
 }
 
 impl ClientCommand {
@@ -57,6 +64,7 @@ impl ClientCommand {
             Self::Identify(a) => &a.connect,
             Self::Verify(a) => &a.connect,
             Self::Export(a) | Self::Import(a) => &a.connect,
+            Self::Evaluate(a) => &a.connect,
         }
     }
 }
@@ -72,5 +80,6 @@ pub async fn run(command: ClientCommand) -> Result<(), ClientError> {
         ClientCommand::Verify(args) => verify::run(&mut client, args).await,
         ClientCommand::Export(args) => transfer::export(&mut client, args).await,
         ClientCommand::Import(args) => transfer::import(&mut client, args).await,
+        ClientCommand::Evaluate(args) => evaluate::run(&mut client, args).await,
     }
 }

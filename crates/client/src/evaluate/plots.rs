@@ -1,0 +1,235 @@
+//! The plots of `vargid evaluate`, each as PNG and SVG (`plotters`): the ROC (1:1),
+//! the DET curve (1:N) and the genuine and impostor score distributions with the
+//! suggested threshold. Text is drawn with DejaVu Sans compiled in, so no system font
+//! is needed (containers have none).
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::metrics::{Identification, ScoreHistogram, Verification, BINS};
+use crate::ClientError;
+
+const SIZE: (u32, u32) = (900, 600);
+const FONT: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Only fails on a malformed font, and this one is fixed at build time.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+type Drawn = Result<(), String>;
+
+/// Labels of a log axis at whole decades only (plotters also labels 2e-1, 3e-1, ...
+/// when the range spans few decades, and they overlap).
+fn decade(x: &f64) -> String {
+    let power = x.log10();
+    if (power - power.round()).abs() < 1e-6 {
+        format!("{x:.0e}")
+    } else {
+        String::new()
+    }
+}
+
+fn text<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, v: &Verification) -> Drawn {
+    root.fill(&WHITE).map_err(text)?;
+    let lowest = 1.0 / (v.impostor_pairs.max(10) as f64);
+    let mut chart = ChartBuilder::on(root)
+        .caption("1:1 verification: ROC", (FONT, 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lowest..1f64).log_scale(), 0f64..1f64)
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc("false accept rate (FAR)")
+        .y_desc("true accept rate (TAR)")
+        .x_label_formatter(&decade)
+        .label_style((FONT, 15))
+        .draw()
+        .map_err(text)?;
+    let points = v
+        .roc
+        .iter()
+        .filter(|p| p.far >= lowest)
+        .map(|p| (p.far, p.tar));
+    chart
+        .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
+        .map_err(text)?;
+    chart
+        .draw_series(
+            v.at_far
+                .iter()
+                .map(|(_, p)| Circle::new((p.far.max(lowest), p.tar), 5, RED.filled())),
+        )
+        .map_err(text)?
+        .label("TAR at FAR = 1e-2, 1e-3, 1e-4")
+        .legend(|(x, y)| Circle::new((x, y), 5, RED.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .label_font((FONT, 15))
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(text)?;
+    root.present().map_err(text)
+}
+
+fn det<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, id: &Identification) -> Drawn {
+    root.fill(&WHITE).map_err(text)?;
+    let lowest = 1.0 / (id.non_mated.max(10) as f64);
+    let mut chart = ChartBuilder::on(root)
+        .caption("1:N identification: DET", (FONT, 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lowest..1f64).log_scale(), 0f64..1f64)
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc("false positive identification rate (FPIR)")
+        .y_desc("false negative identification rate (FNIR)")
+        .x_label_formatter(&decade)
+        .label_style((FONT, 15))
+        .draw()
+        .map_err(text)?;
+    let points = id
+        .det
+        .iter()
+        .filter(|p| p.fpir >= lowest)
+        .map(|p| (p.fpir, p.fnir));
+    chart
+        .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
+        .map_err(text)?;
+    root.present().map_err(text)
+}
+
+/// Shares of scores in 0.01-wide bins: (bin centre, share).
+fn density(h: &ScoreHistogram) -> Vec<(f64, f64)> {
+    const MERGE: usize = 100;
+    let total = h.total().max(1) as f64;
+    h.counts()
+        .chunks(MERGE)
+        .enumerate()
+        .map(|(i, c)| {
+            let centre = ScoreHistogram::lower_edge(i * MERGE) + MERGE as f64 / BINS as f64;
+            (centre, c.iter().sum::<u64>() as f64 / total)
+        })
+        .collect()
+}
+
+fn scores<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    genuine: &ScoreHistogram,
+    impostor: &ScoreHistogram,
+    threshold: Option<(f64, String)>,
+) -> Drawn {
+    root.fill(&WHITE).map_err(text)?;
+    let (g, i) = (density(genuine), density(impostor));
+    let seen = g.iter().chain(&i).filter(|(_, share)| *share > 0.0);
+    let lo = seen.clone().map(|p| p.0).fold(1.0, f64::min);
+    let hi = seen.clone().map(|p| p.0).fold(-1.0, f64::max);
+    let top = seen.map(|p| p.1).fold(0.0, f64::max) * 1.1;
+    let (lo, hi) = ((lo * 10.0).floor() / 10.0, (hi * 10.0).ceil() / 10.0);
+    let mut chart = ChartBuilder::on(root)
+        .caption("1:1 score distributions", (FONT, 24))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(60)
+        .build_cartesian_2d(lo.min(hi - 0.1)..hi, 0f64..top.max(1e-3))
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc("cosine similarity")
+        .y_desc("share of pairs per 0.01")
+        .label_style((FONT, 15))
+        .draw()
+        .map_err(text)?;
+    chart
+        .draw_series(LineSeries::new(g, GREEN.stroke_width(2)))
+        .map_err(text)?
+        .label(format!("genuine pairs ({})", genuine.total()))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+    chart
+        .draw_series(LineSeries::new(i, RED.stroke_width(2)))
+        .map_err(text)?
+        .label(format!("impostor pairs ({})", impostor.total()))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    if let Some((t, label)) = threshold {
+        chart
+            .draw_series(LineSeries::new(
+                [(t, 0.0), (t, top.max(1e-3))],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(text)?
+            .label(label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, 15))
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(text)?;
+    root.present().map_err(text)
+}
+
+/// Draws one plot as `DIR/NAME.png` and `DIR/NAME.svg`; returns the two paths.
+fn both(
+    dir: &Path,
+    name: &str,
+    draw: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Drawn,
+    draw_svg: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Drawn,
+) -> Result<Vec<PathBuf>, ClientError> {
+    register_font();
+    let (png, svg) = (
+        dir.join(format!("{name}.png")),
+        dir.join(format!("{name}.svg")),
+    );
+    let failed = |path: &Path, message: String| ClientError::Input {
+        path: path.into(),
+        message: format!("drawing the plot: {message}"),
+    };
+    draw(&BitMapBackend::new(&png, SIZE).into_drawing_area()).map_err(|m| failed(&png, m))?;
+    draw_svg(&SVGBackend::new(&svg, SIZE).into_drawing_area()).map_err(|m| failed(&svg, m))?;
+    Ok(vec![png, svg])
+}
+
+/// Writes every plot the figures allow into `dir`; returns the files written.
+pub fn write_all(
+    dir: &Path,
+    verification: Option<(&Verification, &ScoreHistogram, &ScoreHistogram)>,
+    identification: Option<&Identification>,
+    threshold: Option<(f64, String)>,
+) -> Result<Vec<PathBuf>, ClientError> {
+    let mut files = Vec::new();
+    if let Some((v, genuine, impostor)) = verification {
+        if v.genuine_pairs > 0 && v.impostor_pairs > 0 {
+            files.extend(both(dir, "roc", |a| roc(a, v), |a| roc(a, v))?);
+            let t = || threshold.clone();
+            files.extend(both(
+                dir,
+                "scores",
+                |a| scores(a, genuine, impostor, t()),
+                |a| scores(a, genuine, impostor, t()),
+            )?);
+        }
+    }
+    if let Some(id) = identification.filter(|id| !id.det.is_empty()) {
+        files.extend(both(dir, "det", |a| det(a, id), |a| det(a, id))?);
+    }
+    Ok(files)
+}

@@ -1,0 +1,268 @@
+//! What `vargid evaluate` asks the running server: an embedding per photo (`Embed`, the
+//! server detects, aligns and embeds, with its own flip setting), and the 1:N searches
+//! (`ImportGallery` of the enrolled templates into a temporary gallery, `Identify` by
+//! template for every search, then `DropGallery`). Each photo is embedded once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tonic::Code;
+use vargid_proto::v1 as pb;
+
+use crate::connection::Client;
+use crate::progress::Progress;
+use crate::{photo, ClientError};
+
+/// ImportGallery takes at most this many templates a request.
+const MAX_TEMPLATES_PER_IMPORT: usize = 10_000;
+
+/// What a photo gave: the embedding of its largest face, or why there is none.
+#[derive(Debug, Clone)]
+pub enum Acquired {
+    Embedding(Vec<f32>),
+    Failed(String),
+}
+
+/// Codes worth another try after a pause: the server is busy or restarting.
+fn transient(code: Code) -> bool {
+    matches!(code, Code::Unavailable | Code::ResourceExhausted)
+}
+
+/// Runs `call` again with exponential backoff while the server sheds load.
+async fn with_backoff<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut pause = Duration::from_millis(50);
+    for _ in 0..10 {
+        match call().await {
+            Err(s) if transient(s.code()) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            done => return done,
+        }
+    }
+    call().await
+}
+
+fn rejection(face: &pb::Face) -> String {
+    if face.rejection_detail.is_empty() {
+        format!("face rejected ({:?})", face.rejection())
+    } else {
+        face.rejection_detail.clone()
+    }
+}
+
+async fn embed_one(client: Client, path: PathBuf) -> Result<Acquired, ClientError> {
+    let image = photo::read(&path)?;
+    let request = pb::EmbedRequest {
+        images: vec![image],
+    };
+    let reply = match with_backoff(|| {
+        let (mut client, request) = (client.clone(), request.clone());
+        async move { client.embed(request).await }
+    })
+    .await
+    {
+        Ok(r) => r.into_inner(),
+        // The photo itself is bad (undecodable, too large): a failure of this photo.
+        Err(s) if s.code() == Code::InvalidArgument => {
+            return Ok(Acquired::Failed(s.message().to_string()))
+        }
+        Err(s) => return Err(ClientError::call("Embed")(s)),
+    };
+    let faces = reply
+        .images
+        .into_iter()
+        .next()
+        .map(|i| i.faces)
+        .unwrap_or_default();
+    let area = |f: &pb::FaceEmbedding| {
+        let b = f.face.as_ref().and_then(|f| f.r#box).unwrap_or_default();
+        b.width * b.height
+    };
+    // The largest face, as vargface.evaluate takes it.
+    let Some(largest) = faces.into_iter().max_by(|a, b| area(a).total_cmp(&area(b))) else {
+        return Ok(Acquired::Failed("no face found".into()));
+    };
+    if largest.embedding.is_empty() {
+        let face = largest.face.unwrap_or_default();
+        return Ok(Acquired::Failed(rejection(&face)));
+    }
+    Ok(Acquired::Embedding(largest.embedding))
+}
+
+/// Embeds every photo, `concurrency` calls in flight, in the order given.
+pub async fn embed_all(
+    client: &Client,
+    photos: &[PathBuf],
+    concurrency: usize,
+) -> Result<Vec<Acquired>, ClientError> {
+    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut progress = Progress::new("evaluate", "photos", photos.len());
+    let mut out: Vec<Option<Acquired>> = vec![None; photos.len()];
+    let mut done = 0;
+    let mut finished = |joined: Result<(usize, Result<Acquired, ClientError>), _>| {
+        let (index, result) = joined.map_err(|e: tokio::task::JoinError| {
+            ClientError::Failed(format!("evaluate task: {e}"))
+        })?;
+        out[index] = Some(result?);
+        done += 1;
+        progress.done(done);
+        Ok::<(), ClientError>(())
+    };
+    for (index, path) in photos.iter().enumerate() {
+        while let Some(joined) = tasks.try_join_next() {
+            finished(joined)?;
+        }
+        let permit = limit
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ClientError::Failed("evaluate: stopped".into()))?;
+        let (client, path) = (client.clone(), path.clone());
+        tasks.spawn(async move {
+            let result = embed_one(client, path).await;
+            drop(permit);
+            (index, result)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        finished(joined)?;
+    }
+    progress.finish();
+    Ok(out
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Acquired::Failed("not embedded".into())))
+        .collect())
+}
+
+/// A gallery that exists for one evaluation: created empty, dropped afterwards.
+pub struct TemporaryGallery {
+    pub name: String,
+    pub model: pb::ModelTag,
+}
+
+impl TemporaryGallery {
+    pub async fn create(client: &mut Client, model: pb::ModelTag) -> Result<Self, ClientError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let name = format!("evaluate-{}-{stamp}", std::process::id());
+        client
+            .create_gallery(pb::CreateGalleryRequest {
+                name: name.clone(),
+                // Exact search: the figures are the model's, not an index's.
+                index: "flat".into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(ClientError::call("CreateGallery"))?;
+        Ok(Self { name, model })
+    }
+
+    /// Enrolls (identity id, template) pairs, one identity each.
+    pub async fn import(
+        &self,
+        client: &mut Client,
+        templates: Vec<(String, Vec<f32>)>,
+    ) -> Result<(), ClientError> {
+        let mut rest = templates.into_iter().peekable();
+        while rest.peek().is_some() {
+            let identities = rest
+                .by_ref()
+                .take(MAX_TEMPLATES_PER_IMPORT)
+                .map(|(id, embedding)| pb::ExportedIdentity {
+                    identity: Some(pb::Identity {
+                        identity_id: id.clone(),
+                        display_name: id,
+                        ..Default::default()
+                    }),
+                    templates: vec![pb::Template {
+                        face_id: 0,
+                        embedding,
+                    }],
+                })
+                .collect();
+            client
+                .import_gallery(pb::ImportGalleryRequest {
+                    gallery: self.name.clone(),
+                    model: Some(self.model.clone()),
+                    identities,
+                })
+                .await
+                .map_err(ClientError::call("ImportGallery"))?;
+        }
+        Ok(())
+    }
+
+    /// The best `top_k` candidates (identity, score) for each probe, in order.
+    pub async fn search_all(
+        &self,
+        client: &Client,
+        probes: Vec<Vec<f32>>,
+        top_k: u32,
+        concurrency: usize,
+    ) -> Result<Vec<Vec<(String, f32)>>, ClientError> {
+        let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        let total = probes.len();
+        for (index, embedding) in probes.into_iter().enumerate() {
+            let permit = limit
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| ClientError::Failed("evaluate: stopped".into()))?;
+            let client = client.clone();
+            let request = pb::IdentifyRequest {
+                top_k,
+                gallery: self.name.clone(),
+                probe_template: Some(pb::ProbeTemplate {
+                    model: Some(self.model.clone()),
+                    embedding,
+                }),
+                ..Default::default()
+            };
+            tasks.spawn(async move {
+                let reply = with_backoff(|| {
+                    let (mut client, request) = (client.clone(), request.clone());
+                    async move { client.identify(request).await }
+                })
+                .await;
+                drop(permit);
+                (index, reply)
+            });
+        }
+        let mut out = vec![Vec::new(); total];
+        while let Some(joined) = tasks.join_next().await {
+            let (index, reply) =
+                joined.map_err(|e| ClientError::Failed(format!("evaluate task: {e}")))?;
+            let reply = reply.map_err(ClientError::call("Identify"))?.into_inner();
+            out[index] = reply
+                .faces
+                .into_iter()
+                .next()
+                .map(|f| {
+                    f.candidates
+                        .into_iter()
+                        .map(|c| (c.identity_id, c.score))
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
+        Ok(out)
+    }
+
+    pub async fn drop_gallery(self, client: &mut Client) -> Result<(), ClientError> {
+        client
+            .drop_gallery(pb::DropGalleryRequest { name: self.name })
+            .await
+            .map_err(ClientError::call("DropGallery"))?;
+        Ok(())
+    }
+}

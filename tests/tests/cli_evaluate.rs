@@ -1,0 +1,190 @@
+//! `vargid evaluate DIR` against the real server: on LFW people (a subset, so the test
+//! stays short) it writes its report and plots, and its 1:N figures match
+//! `python -m vargface.evaluate --folder` on the same folder, flip on both sides.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::tempfile_dir::TempDir;
+use common::{binary, lfw_dir, workspace_root, Server};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn vargid(server: &Server, args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env("VARGID_ADDRESS", &server.grpc)
+        .env_remove("VARGID_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running vargid")
+}
+
+/// DIR/<person>/<photo> as links to LFW: the first `several` people (by name) with two
+/// or more photos, up to four photos each, and the first `single` people with one.
+fn lfw_folder(dir: &Path, several: usize, single: usize) -> usize {
+    let root = lfw_dir().join("images");
+    let mut people: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("LFW images")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    people.sort();
+    let (mut taken_several, mut taken_single, mut photos) = (0, 0, 0);
+    for person in people {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&person)
+            .expect("a person's folder")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        let take = if files.len() >= 2 && taken_several < several {
+            taken_several += 1;
+            4
+        } else if files.len() == 1 && taken_single < single {
+            taken_single += 1;
+            1
+        } else {
+            continue;
+        };
+        let folder = dir.join(person.file_name().expect("a name"));
+        std::fs::create_dir_all(&folder).expect("creating a person's folder");
+        for f in files.iter().take(take) {
+            std::os::unix::fs::symlink(f, folder.join(f.file_name().expect("a name")))
+                .expect("linking a photo");
+            photos += 1;
+        }
+    }
+    photos
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    let raw = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn evaluate_matches_vargface_evaluate_and_writes_plots() {
+    let work = TempDir::new("evaluate");
+    let folder = work.0.join("people");
+    let photos = lfw_folder(&folder, 100, 80);
+    let server = Server::start(&[("VARGID_MODEL__FLIP_TEST", "true")]);
+    let out_dir = work.0.join("report");
+
+    let out = vargid(
+        &server,
+        &[
+            "evaluate",
+            folder.to_str().expect("a UTF-8 path"),
+            "--out",
+            out_dir.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    // Not a terminal: plain progress lines, the last one complete.
+    assert!(
+        stderr.contains(&format!("evaluate: {photos}/{photos} photos")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("flip test on"), "{stdout}");
+    assert!(
+        stdout.contains("suggested Verify threshold for FAR 1e-3"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("suggested Identify threshold for FPIR 0.01"),
+        "{stdout}"
+    );
+    for plot in ["roc", "det", "scores"] {
+        let png = std::fs::read(out_dir.join(format!("{plot}.png"))).expect("a PNG plot");
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{plot}.png"
+        );
+        let svg = std::fs::read_to_string(out_dir.join(format!("{plot}.svg"))).expect("an SVG");
+        assert!(svg.contains("<svg") && svg.contains("<text"), "{plot}.svg");
+    }
+    assert!(out_dir.join("report.txt").is_file());
+    let report = read_json(&out_dir.join("report.json"));
+    assert_eq!(report["photos"].as_u64(), Some(photos as u64));
+    assert_eq!(report["server"]["flip_test"], true);
+    let tar = &report["verification"]["tar_at_far"];
+    assert_eq!(tar.as_array().map(Vec::len), Some(3), "{tar}");
+    assert!(report["verification"]["eer"]
+        .as_f64()
+        .is_some_and(|e| e > 0.0 && e < 0.2));
+
+    // The same folder scored by the training pipeline's own code.
+    let python_json = work.0.join("vargface.json");
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/setup-python.sh",
+        python.display()
+    );
+    let py = Command::new(python)
+        .current_dir(workspace_root())
+        .args(["-m", "vargface.evaluate", "--model"])
+        .arg(workspace_root().join("models/vargfacenet.onnx"))
+        .arg("--detector")
+        .arg(workspace_root().join(".deps/models/yunet_2023mar_fp32.onnx"))
+        .arg("--folder")
+        .arg(&folder)
+        .arg("--json")
+        .arg(&python_json)
+        .output()
+        .expect("running vargface.evaluate");
+    assert!(
+        py.status.success(),
+        "{}{}",
+        text(&py.stdout),
+        text(&py.stderr)
+    );
+    let expected = &read_json(&python_json)["identification"];
+    let got = &report["identification"];
+    for count in ["gallery", "mated_probes", "non_mated_probes"] {
+        assert_eq!(got[count], expected[count], "{count}");
+    }
+    for figure in ["rank1", "fnir_at_fpir_0.1", "fnir_at_fpir_0.01"] {
+        let (a, b) = (got[figure].as_f64(), expected[figure].as_f64());
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("{figure}: {got} vs {expected}");
+        };
+        assert!(
+            (a - b).abs() <= 0.005,
+            "{figure}: vargid evaluate {a:.4}, vargface.evaluate {b:.4}"
+        );
+    }
+
+    // The temporary gallery is gone.
+    let galleries = vargid(&server, &["galleries", "--json"]);
+    assert!(
+        !text(&galleries.stdout).contains("evaluate-"),
+        "{}",
+        text(&galleries.stdout)
+    );
+}
+
+#[test]
+fn evaluate_refuses_bad_input_with_a_reason() {
+    let server = Server::start(&[]);
+    let work = TempDir::new("evaluate-bad");
+    let out = vargid(
+        &server,
+        &["evaluate", work.0.to_str().expect("a UTF-8 path")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no sub-folder with photos"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = vargid(&server, &["evaluate", "--target-far", "2", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--target-far 2: must be between 0 and 1"));
+    let out = vargid(&server, &["evaluate", "--ranks", "0", "x"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+}
