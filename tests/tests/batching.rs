@@ -233,6 +233,63 @@ async fn metrics_count_batches_and_requests() {
     }
 }
 
+/// Identify's top-1 scores and match rate per gallery: in the metrics, and summarised
+/// in a log line every `metrics.match_log_interval_s`.
+#[tokio::test]
+async fn identify_scores_reach_the_metrics_and_the_drift_log() {
+    let mut server = Server::start(&[("VARGID_METRICS__MATCH_LOG_INTERVAL_S", "1")]);
+    let mut client = server.client().await;
+    client
+        .enroll(pb::EnrollRequest {
+            identity_id: "serena".into(),
+            images: vec![raw_image(&lfw_crop("Serena_Williams", 1))],
+            ..Default::default()
+        })
+        .await
+        .expect("enroll");
+    for (name, number) in [
+        ("Serena_Williams", 3),
+        ("Serena_Williams", 14),
+        ("Colin_Powell", 40),
+    ] {
+        client
+            .identify(pb::IdentifyRequest {
+                image: Some(raw_image(&lfw_crop(name, number))),
+                ..Default::default()
+            })
+            .await
+            .expect("identify");
+    }
+    let addr = server.metrics.as_deref().expect("metrics endpoint");
+    let body = http_get(addr, "/metrics").await;
+    let value = |series: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{series} not in metrics:\n{body}"))
+    };
+    assert_eq!(
+        value("vargid_identify_top1_score_count{gallery=\"default\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("vargid_identify_searches_total{gallery=\"default\",result=\"match\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("vargid_identify_searches_total{gallery=\"default\",result=\"no_match\"}"),
+        1.0
+    );
+    let line = server
+        .wait_for_log("identify match rate", std::time::Duration::from_secs(10))
+        .expect("the drift summary is logged");
+    assert!(
+        line.contains("gallery=default")
+            && line.contains("searches=3")
+            && line.contains("match_rate=0.667"),
+        "{line}"
+    );
+}
+
 /// A minimal HTTP/1.0 GET (no client crate needed for one request).
 async fn http_get(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

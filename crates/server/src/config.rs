@@ -54,6 +54,9 @@ pub struct ServerSettings {
 pub struct MetricsSettings {
     /// Prometheus endpoint (`/metrics`) address; empty disables it.
     pub listen: String,
+    /// Seconds between the log lines that summarise each gallery's Identify match
+    /// rate and top-1 scores (drift); 0 disables them.
+    pub match_log_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -223,6 +226,7 @@ impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:9464".into(),
+            match_log_interval_s: 300,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod faces;
 pub mod galleries;
 pub mod grpc;
+pub mod match_scores;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;

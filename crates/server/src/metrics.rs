@@ -23,6 +23,13 @@ const FACES_DETECTED: &str = "vargid_faces_detected_total";
 const FACES_REJECTED: &str = "vargid_faces_rejected_total";
 const GALLERY_FACES: &str = "vargid_gallery_faces";
 const GALLERY_IDENTITIES: &str = "vargid_gallery_identities";
+const IDENTIFY_TOP1_SCORE: &str = "vargid_identify_top1_score";
+const IDENTIFY_SEARCHES: &str = "vargid_identify_searches_total";
+
+/// Cosine buckets of Identify's top-1 score: finer where thresholds usually sit.
+const SCORE_BUCKETS: [f64; 14] = [
+    0.0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9,
+];
 
 /// Installs the process-wide recorder; the handle renders the text exposition format.
 pub fn install(max_batch_size: usize) -> Result<PrometheusHandle, BuildError> {
@@ -39,6 +46,7 @@ pub fn install(max_batch_size: usize) -> Result<PrometheusHandle, BuildError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &sizes)?
+        .set_buckets_for_metric(Matcher::Full(IDENTIFY_TOP1_SCORE.into()), &SCORE_BUCKETS)?
         .install_recorder()?;
     describe();
     Ok(handle)
@@ -86,6 +94,14 @@ fn describe() {
     );
     describe_gauge!(GALLERY_FACES, "Face templates in the gallery");
     describe_gauge!(GALLERY_IDENTITIES, "Identities in the gallery");
+    describe_histogram!(
+        IDENTIFY_TOP1_SCORE,
+        "Identify: the best candidate's cosine score per searched face, by gallery"
+    );
+    describe_counter!(
+        IDENTIFY_SEARCHES,
+        "Identify searches per face by gallery and result (match, no_match, empty_gallery)"
+    );
 }
 
 pub fn request(method: &'static str, code: tonic::Code, elapsed: Duration) {
@@ -137,6 +153,19 @@ pub fn face_rejected(reason: &crate::faces::Rejection) {
 pub fn gallery_size(faces: usize, identities: usize) {
     gauge!(GALLERY_FACES).set(faces as f64);
     gauge!(GALLERY_IDENTITIES).set(identities as f64);
+}
+
+/// One Identify search of `gallery` (see `match_scores`).
+pub fn identify_search(gallery: &str, top1: Option<f32>, matched: bool) {
+    let result = match (top1, matched) {
+        (None, _) => "empty_gallery",
+        (Some(_), true) => "match",
+        (Some(_), false) => "no_match",
+    };
+    counter!(IDENTIFY_SEARCHES, "gallery" => gallery.to_string(), "result" => result).increment(1);
+    if let Some(score) = top1 {
+        histogram!(IDENTIFY_TOP1_SCORE, "gallery" => gallery.to_string()).record(f64::from(score));
+    }
 }
 
 fn code_name(code: tonic::Code) -> &'static str {

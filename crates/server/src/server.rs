@@ -22,6 +22,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::faces::{FacePipeline, FaceRules};
 use crate::galleries::Galleries;
 use crate::grpc::{FaceServiceImpl, ServiceLimits};
+use crate::match_scores::MatchScores;
 use crate::metrics;
 use vargid_store::ModelTag;
 
@@ -236,6 +237,11 @@ pub async fn run(
         tracing::info!(keys = auth.key_count(), file = %settings.auth.keys_file, "API keys loaded");
         auth.watch(Duration::from_secs(2));
     }
+    let match_scores = Arc::new(MatchScores::default());
+    if settings.metrics.match_log_interval_s > 0 {
+        let every = Duration::from_secs(settings.metrics.match_log_interval_s);
+        tokio::spawn(match_scores.clone().log_every(every));
+    }
     let service = FaceServiceImpl::new(
         pipeline,
         galleries.clone(),
@@ -248,6 +254,7 @@ pub async fn run(
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
         },
         auth,
+        match_scores,
     );
     let face_service = FaceServiceServer::new(service)
         .max_decoding_message_size(settings.server.max_message_bytes);

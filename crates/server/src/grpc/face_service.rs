@@ -14,6 +14,7 @@ use super::{gallery_admin, identities, recognition, status};
 use crate::auth::{Authenticator, Caller, Role};
 use crate::faces::FacePipeline;
 use crate::galleries::{Galleries, LiveGallery};
+use crate::match_scores::MatchScores;
 use crate::metrics;
 
 /// Settings the handlers need.
@@ -36,6 +37,7 @@ pub struct FaceServiceImpl {
     pub(super) galleries: Arc<Galleries>,
     pub(super) limits: ServiceLimits,
     auth: Arc<Authenticator>,
+    pub(super) match_scores: Arc<MatchScores>,
 }
 
 impl FaceServiceImpl {
@@ -44,12 +46,14 @@ impl FaceServiceImpl {
         galleries: Arc<Galleries>,
         limits: ServiceLimits,
         auth: Arc<Authenticator>,
+        match_scores: Arc<MatchScores>,
     ) -> Self {
         let service = Self {
             pipeline,
             galleries,
             limits,
             auth,
+            match_scores,
         };
         service.record_gallery_size();
         service

@@ -101,10 +101,12 @@ pub(super) async fn identify(
             &gallery.record.name,
             &gallery.record.model,
         )?;
+        let candidates = candidates(&gallery, &probe, top_k, threshold)?;
+        record_search(svc, &gallery, &candidates);
         return Ok(pb::IdentifyResponse {
             faces: vec![pb::FaceIdentification {
                 face: None,
-                candidates: candidates(&gallery, &probe, top_k, threshold)?,
+                candidates,
             }],
             threshold,
             no_face_reason: pb::NoFaceReason::Unspecified as i32,
@@ -123,7 +125,11 @@ pub(super) async fn identify(
     let mut out = Vec::with_capacity(faces.len());
     for found in &faces {
         let candidates = match &found.embedding {
-            Ok(embedding) => candidates(&gallery, embedding, top_k, threshold)?,
+            Ok(embedding) => {
+                let candidates = candidates(&gallery, embedding, top_k, threshold)?;
+                record_search(svc, &gallery, &candidates);
+                candidates
+            }
             Err(_) => Vec::new(),
         };
         out.push(pb::FaceIdentification {
@@ -136,6 +142,16 @@ pub(super) async fn identify(
         threshold,
         no_face_reason,
     })
+}
+
+/// The search's best score and decision, for the drift metrics and log.
+fn record_search(svc: &FaceServiceImpl, gallery: &LiveGallery, candidates: &[pb::Candidate]) {
+    let best = candidates.first();
+    svc.match_scores.record(
+        &gallery.record.name,
+        best.map(|c| c.score),
+        best.is_some_and(|c| c.is_match),
+    );
 }
 
 /// The gallery's `top_k` best identities for `probe`, with match decisions.
