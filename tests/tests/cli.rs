@@ -1,6 +1,7 @@
 //! The `vargid` command line against the real server on loopback: help and bad
 //! flags, info and galleries, enroll (rejected photos with their reasons, resumed
-//! after a kill), identify, verify, export and import, API keys.
+//! after a kill), identify (table, JSON, annotated photos), verify, export and import
+//! with their progress, API keys.
 
 mod common;
 
@@ -227,6 +228,41 @@ fn enroll_identify_verify_export_import() {
         table.contains("face 1") && table.contains(&lfw[0].0),
         "{table}"
     );
+    // --annotate: the photo with its boxes, as PNG (a folder for several photos).
+    let annotated = dir.0.join("annotated.png");
+    let out = vargid(
+        Some(&server),
+        &[
+            "identify",
+            &probes[0],
+            "--annotate",
+            annotated.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let drawn = image::open(&annotated)
+        .expect("an annotated PNG")
+        .into_rgb8();
+    let original = image::open(&probes[0]).unwrap().into_rgb8();
+    assert_eq!(drawn.dimensions(), original.dimensions());
+    let green = drawn.pixels().filter(|p| p.0 == [0, 200, 0]).count();
+    assert!(
+        green > 100,
+        "the matched face's box is drawn in green ({green} pixels)"
+    );
+    let folder = dir.0.join("annotated");
+    let out = vargid(
+        Some(&server),
+        &[
+            "identify",
+            &probes[0],
+            &probes[1],
+            "--annotate",
+            folder.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_dir(&folder).unwrap().count(), 2);
 
     // Verify: photo against photo, and against the enrolled identity.
     let (same_a, same_b) = (lfw[0].1[0].to_str().unwrap(), lfw[0].1[2].to_str().unwrap());
@@ -251,6 +287,12 @@ fn enroll_identify_verify_export_import() {
     let file = dir.0.join("default.jsonl");
     let out = vargid(Some(&server), &["export", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Not a terminal: a plain progress line with the gallery's size as the total.
+    assert!(
+        text(&out.stderr).contains("export: 6/6 identities"),
+        "{}",
+        text(&out.stderr)
+    );
     assert_eq!(
         std::fs::read_to_string(&file).unwrap().lines().count(),
         1 + 6
@@ -273,6 +315,11 @@ fn enroll_identify_verify_export_import() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(&format!("import: 6 identities, {templates} templates")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("import: 6/6 identities"),
         "{}",
         text(&out.stderr)
     );

@@ -1,13 +1,13 @@
 //! `vargid identify PHOTO...`: who is in each photo, a table per face or JSON.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::{json, Value};
 use vargid_proto::v1 as pb;
 
 use crate::connection::{Client, ConnectArgs};
-use crate::{json, photo, ClientError};
+use crate::{annotate, json, photo, ClientError};
 
 #[derive(Args, Debug)]
 pub struct IdentifyArgs {
@@ -28,6 +28,21 @@ pub struct IdentifyArgs {
     /// One JSON document on stdout instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Write the photo with each face's box and name as PNG to this file (with several
+    /// photos: into this folder, as <photo name>.png).
+    #[arg(long, value_name = "OUT")]
+    pub annotate: Option<PathBuf>,
+}
+
+/// Where the annotated copy of `photo` goes.
+fn annotated_path(out: &Path, photo: &Path, several: bool) -> PathBuf {
+    if !several {
+        return out.to_path_buf();
+    }
+    let stem = photo
+        .file_stem()
+        .map_or("photo".into(), |s| s.to_string_lossy());
+    out.join(format!("{stem}.png"))
 }
 
 /// One photo's answer; `Err` holds the server's refusal of this photo.
@@ -101,6 +116,10 @@ fn print_table(photo: &str, answer: &Result<pb::IdentifyResponse, ClientError>) 
 pub async fn run(client: &mut Client, args: IdentifyArgs) -> Result<(), ClientError> {
     let mut failed = 0;
     let mut all = Vec::new();
+    let several = args.photos.len() > 1;
+    if let (Some(out), true) = (&args.annotate, several) {
+        std::fs::create_dir_all(out).map_err(ClientError::io(out))?;
+    }
     for path in &args.photos {
         let name = path.display().to_string();
         let answer = match photo::read(path) {
@@ -116,6 +135,12 @@ pub async fn run(client: &mut Client, args: IdentifyArgs) -> Result<(), ClientEr
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(ClientError::call("Identify")),
+        };
+        let answer = match (answer, &args.annotate) {
+            (Ok(r), Some(out)) => {
+                annotate::write(path, &r, &annotated_path(out, path, several)).map(|()| r)
+            }
+            (answer, _) => answer,
         };
         failed += usize::from(answer.is_err());
         if args.json {

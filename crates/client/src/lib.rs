@@ -1,6 +1,7 @@
 //! The client commands of the `vargid` command line: they talk to a running server
 //! over gRPC (address, TLS and API key from flags or `VARGID_*` variables).
 
+mod annotate;
 mod connection;
 mod enroll;
 mod error;
@@ -10,6 +11,7 @@ mod info;
 mod json;
 mod labelled;
 mod photo;
+mod plot_font;
 mod progress;
 mod transfer;
 mod verify;

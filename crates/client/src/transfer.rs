@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use vargid_proto::v1 as pb;
 
 use crate::connection::{Client, ConnectArgs};
+use crate::progress::Progress;
 use crate::{json, ClientError};
 
 /// ImportGallery takes at most this many templates a request.
@@ -37,7 +38,43 @@ fn out(path: &Path) -> Result<Box<dyn Write>, ClientError> {
     Ok(Box::new(BufWriter::new(file)))
 }
 
+/// How many identities the gallery holds (the export's total), if it can be listed.
+async fn identity_count(client: &mut Client, gallery: &str) -> Option<usize> {
+    let name = if gallery.is_empty() {
+        "default"
+    } else {
+        gallery
+    };
+    let list = client
+        .list_galleries(pb::ListGalleriesRequest {})
+        .await
+        .ok()?;
+    let found = list
+        .into_inner()
+        .galleries
+        .into_iter()
+        .find(|g| g.name == name)?;
+    usize::try_from(found.identity_count).ok()
+}
+
+/// Data lines of an export file (its length, for the import's progress); None for stdin.
+fn data_lines(path: &Path) -> Option<usize> {
+    if path == Path::new("-") {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let lines = BufReader::new(file).lines().map_while(Result::ok);
+    Some(
+        lines
+            .filter(|l| !l.trim().is_empty())
+            .count()
+            .saturating_sub(1),
+    )
+}
+
 pub async fn export(client: &mut Client, args: TransferArgs) -> Result<(), ClientError> {
+    let total = identity_count(client, &args.gallery).await;
+    let mut progress = Progress::with_total("export", "identities", total);
     let mut writer = out(&args.file)?;
     let write =
         |w: &mut Box<dyn Write>, v: Value| writeln!(w, "{v}").map_err(ClientError::io(&args.file));
@@ -65,12 +102,14 @@ pub async fn export(client: &mut Client, args: TransferArgs) -> Result<(), Clien
             write(&mut writer, json::exported(e))?;
         }
         identities += page.identities.len();
+        progress.done(identities);
         if page.next_page_token.is_empty() {
             break;
         }
         token = page.next_page_token;
     }
     writer.flush().map_err(ClientError::io(&args.file))?;
+    progress.finish();
     eprintln!("export: {identities} identities, {templates} templates");
     Ok(())
 }
@@ -123,6 +162,7 @@ pub async fn import(client: &mut Client, args: TransferArgs) -> Result<(), Clien
         .get("model")
         .and_then(json::model_from)
         .ok_or_else(|| bad(1, "the header has no model"))?;
+    let mut progress = Progress::with_total("import", "identities", data_lines(&args.file));
     let (mut batch, mut pending, mut identities, mut faces) = (Vec::new(), 0, 0, 0);
     for (i, line) in lines.enumerate() {
         let line = line.map_err(ClientError::io(&args.file))?;
@@ -135,11 +175,14 @@ pub async fn import(client: &mut Client, args: TransferArgs) -> Result<(), Clien
         if pending + identity.templates.len() > MAX_TEMPLATES_PER_IMPORT {
             let (n, f) = send(client, &args.gallery, &model, &mut batch).await?;
             (identities, faces, pending) = (identities + n, faces + f, 0);
+            progress.done(identities as usize);
         }
         pending += identity.templates.len();
         batch.push(identity);
     }
     let (n, f) = send(client, &args.gallery, &model, &mut batch).await?;
+    progress.done((identities + n) as usize);
+    progress.finish();
     eprintln!(
         "import: {} identities, {} templates",
         identities + n,

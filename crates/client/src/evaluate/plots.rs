@@ -1,27 +1,17 @@
 //! The plots of `vargid evaluate`, each as PNG and SVG (`plotters`): the ROC (1:1),
 //! the DET curve (1:N) and the genuine and impostor score distributions with the
-//! suggested threshold. Text is drawn with DejaVu Sans compiled in, so no system font
-//! is needed (containers have none).
+//! suggested threshold.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::metrics::{Identification, ScoreHistogram, Verification, BINS};
+use crate::plot_font::{self, FONT};
 use crate::ClientError;
 
 const SIZE: (u32, u32) = (900, 600);
-const FONT: &str = "sans-serif";
-
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Only fails on a malformed font, and this one is fixed at build time.
-        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
-    });
-}
 
 type Drawn = Result<(), String>;
 
@@ -194,7 +184,7 @@ fn both(
     draw: impl Fn(&DrawingArea<BitMapBackend, Shift>) -> Drawn,
     draw_svg: impl Fn(&DrawingArea<SVGBackend, Shift>) -> Drawn,
 ) -> Result<Vec<PathBuf>, ClientError> {
-    register_font();
+    plot_font::register();
     let (png, svg) = (
         dir.join(format!("{name}.png")),
         dir.join(format!("{name}.svg")),
