@@ -9,6 +9,7 @@ PY := $(VENV)/bin/python
 
 deps:
 	./scripts/install-deps.sh
+	./scripts/install-ort-openvino.sh
 
 python-deps:
 	./scripts/setup-python.sh

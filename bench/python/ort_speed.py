@@ -6,7 +6,7 @@ values). Run it with each version's Python package to compare them, e.g.
     PYTHONPATH=/tmp/ort-1.26.0 .venv/bin/python bench/python/ort_speed.py
 
 Options: --model ONNX, --face JPG, --seconds S (per point), --threads N,
---provider cpu|openvino (the onnxruntime-openvino package).
+--provider cpu|openvino (the onnxruntime-openvino package), --precision (OpenVINO's).
 """
 
 import argparse
@@ -34,19 +34,24 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--provider", choices=("cpu", "openvino"), default="cpu")
+    p.add_argument("--precision", default="FP32",
+                   help="OpenVINO's precision: FP32, FP16 (bf16/fp16 kernels where the CPU has them), ACCURACY")
+    p.add_argument("--ov-config", help='OpenVINO properties as JSON, e.g. {"CPU": {"INFERENCE_PRECISION_HINT": "bf16"}}')
     args = p.parse_args()
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     providers = ["CPUExecutionProvider"] if args.provider == "cpu" else [
-        ("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": "FP32",
-                                       "num_of_threads": str(args.threads)})]
+        ("OpenVINOExecutionProvider", {"device_type": "CPU", "precision": args.precision,
+                                       "num_of_threads": str(args.threads),
+                                       **({"load_config": args.ov_config} if args.ov_config else {})})]
     session = ort.InferenceSession(args.model, options, providers=providers)
     name = session.get_inputs()[0].name
     real = face_tensor(args.face)
     inputs = {"real face 0..255": real,
               "random -1..1": np.random.default_rng(0).uniform(-1, 1, real.shape).astype(np.float32),
               "zeros": np.zeros_like(real)}
-    print(f"onnxruntime {ort.__version__}, {args.provider}, {args.threads} threads")
+    print(f"onnxruntime {ort.__version__}, {args.provider} {args.precision if args.provider != 'cpu' else ''}, "
+          f"{args.threads} threads, providers in use {session.get_providers()}")
     print("| input | batch 1 faces/s | batch 16 faces/s |\n|---|---:|---:|")
     for label, x1 in inputs.items():
         rates = []

@@ -9,6 +9,11 @@
 //! each at concurrency 1 and 16. The two servers alternate, two rounds each, so that
 //! drift between minutes hits both alike; figures pool both rounds.
 //!
+//! `--execution-provider openvino` runs vargid on that provider. Raw ONNX Runtime (no
+//! server, best batch) is measured before and after the servers, in child processes
+//! (`vargid-bench raw`): the pinned CPU build in float32, the reference the service is
+//! compared with, and the chosen provider's build.
+//!
 //! Prints a Markdown report for docs/benchmarks.md.
 
 use std::path::PathBuf;
@@ -23,6 +28,7 @@ use vargid_proto::v1::face_service_client::FaceServiceClient;
 
 use crate::batching::face_jpeg;
 use crate::load::{drive, Call, LoadResult};
+use crate::raw;
 use crate::service::{aligned_request, connect, Service};
 
 struct Args {
@@ -31,6 +37,15 @@ struct Args {
     seconds: f64,
     concurrency: Vec<usize>,
     gallery: usize,
+    execution_provider: String,
+}
+
+/// The library each provider's raw measurement loads (what the install scripts put here).
+fn raw_library(provider: &str) -> &'static str {
+    match provider {
+        "openvino" => ".deps/onnxruntime-openvino/libonnxruntime.so",
+        _ => ".deps/onnxruntime/libonnxruntime.so",
+    }
 }
 
 fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
@@ -42,6 +57,7 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
         seconds: 10.0,
         concurrency: vec![1, 16],
         gallery: 100,
+        execution_provider: "cpu".into(),
     };
     let mut it = argv.into_iter();
     while let Some(flag) = it.next() {
@@ -57,9 +73,10 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
                     .collect::<anyhow::Result<_>>()?
             }
             "--gallery" => args.gallery = value()?.parse()?,
+            "--execution-provider" => args.execution_provider = value()?,
             other => bail!(
                 "unknown argument {other}; usage: vargid-bench baseline [--lfw DIR] [--python PY] \
-                 [--seconds S] [--concurrency 1,16] [--gallery N]"
+                 [--seconds S] [--concurrency 1,16] [--gallery N] [--execution-provider cpu|openvino]"
             ),
         }
     }
@@ -175,8 +192,29 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
-        let vargid = Service::start(&[]).await?;
+    let raw_providers: Vec<&str> = if args.execution_provider == "cpu" {
+        vec!["cpu"]
+    } else {
+        vec!["cpu", args.execution_provider.as_str()]
+    };
+    let measure_raw = |into: &mut Vec<(String, f64, f64)>| -> anyhow::Result<()> {
+        for p in &raw_providers {
+            let r = raw::in_child(p, Some(std::path::Path::new(raw_library(p))), 4.0)?;
+            let best = r["best_faces_per_s"].as_f64().unwrap_or(0.0);
+            let b1 = r["batch1_ms"].as_f64().unwrap_or(0.0);
+            eprintln!("raw {p}: best {best:.1} faces/s, batch 1 {b1:.2} ms");
+            into.push((p.to_string(), best, b1));
+        }
+        Ok(())
+    };
+    let mut raw_runs = Vec::new();
+    measure_raw(&mut raw_runs)?;
+    let service_env = [(
+        "VARGID_MODEL__EXECUTION_PROVIDER",
+        args.execution_provider.clone(),
+    )];
+    let rows = runtime.block_on(async {
+        let vargid = Service::start(&service_env).await?;
         let baseline = Baseline::start(&args.python).await?;
         let vargid_channel = connect(&vargid.addr).await?;
         let baseline_channel = connect(&baseline.addr).await?;
@@ -185,7 +223,10 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         eprintln!("gallery: {enrolled_v} identities in vargid, {enrolled_b} in the baseline");
         let workloads: [(&'static str, Call); 2] = [
             ("aligned face (Embed)", Call::Embed(aligned)),
-            ("whole photo (Identify, detection on)", Call::Identify(identify)),
+            (
+                "whole photo (Identify, detection on)",
+                Call::Identify(identify),
+            ),
         ];
         let mut rows = Vec::new();
         for (workload, call) in &workloads {
@@ -198,8 +239,24 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
                 };
                 for _round in 0..2 {
                     let warmup = Duration::from_secs(2);
-                    let v = drive(std::slice::from_ref(&vargid_channel), call.clone(), c, None, warmup, args.seconds).await?;
-                    let b = drive(std::slice::from_ref(&baseline_channel), call.clone(), c, None, warmup, args.seconds).await?;
+                    let v = drive(
+                        std::slice::from_ref(&vargid_channel),
+                        call.clone(),
+                        c,
+                        None,
+                        warmup,
+                        args.seconds,
+                    )
+                    .await?;
+                    let b = drive(
+                        std::slice::from_ref(&baseline_channel),
+                        call.clone(),
+                        c,
+                        None,
+                        warmup,
+                        args.seconds,
+                    )
+                    .await?;
                     eprintln!(
                         "{workload} c={c}: vargid {:.1}/s, baseline {:.1}/s",
                         v.goodput(),
@@ -211,23 +268,61 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
                 rows.push(row);
             }
         }
+        anyhow::Ok((rows, enrolled_v, enrolled_b))
+    })?;
+    measure_raw(&mut raw_runs)?;
+    let (rows, enrolled_v, enrolled_b) = rows;
+    let raw_mean = |p: &str| -> (f64, f64) {
+        let runs: Vec<_> = raw_runs.iter().filter(|r| r.0 == p).collect();
+        let n = runs.len().max(1) as f64;
+        (
+            runs.iter().map(|r| r.1).sum::<f64>() / n,
+            runs.iter().map(|r| r.2).sum::<f64>() / n,
+        )
+    };
+    let (raw_fp32, raw_fp32_b1) = raw_mean("cpu");
+    println!(
+        "Raw ONNX Runtime, no server, best of batch 1/4/16, before and after the servers (mean):\n"
+    );
+    println!("| runtime | faces/s | batch-1 latency (ms) |\n|---|---:|---:|");
+    for p in &raw_providers {
+        let (best, b1) = raw_mean(p);
+        println!("| {p} ({}) | {best:.1} | {b1:.2} |", raw_library(p));
+    }
+    println!();
+    {
         println!(
             "Gallery: {enrolled_v} LFW identities in vargid, {enrolled_b} in the baseline. \
              Two alternating rounds of {} s (after 2 s of warm-up) per server and level, pooled.\n",
             args.seconds
         );
-        println!("| workload | concurrency | vargid faces/s | baseline faces/s | vargid / baseline | vargid p50 / p99 (ms) | baseline p50 / p99 (ms) | errors (vargid, baseline) |\n|---|---:|---:|---:|---:|---:|---:|---|");
+        println!("vargid runs on `{}`; raw fp32 ONNX Runtime (CPU build) {raw_fp32:.1} faces/s, batch 1 {raw_fp32_b1:.2} ms.\n", args.execution_provider);
+        println!("| workload | concurrency | vargid faces/s | baseline faces/s | vargid / baseline | vargid / raw fp32 ORT | vargid p50 / p99 (ms) | baseline p50 / p99 (ms) | errors (vargid, baseline) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in &rows {
-            let (v, b) = (LoadResult::pooled(&r.vargid), LoadResult::pooled(&r.baseline));
-            let (vg, vp50, vp99, ve) = (v.goodput(), v.ms(0.5), v.ms(0.99), v.errors.values().sum::<usize>());
-            let (bg, bp50, bp99, be) = (b.goodput(), b.ms(0.5), b.ms(0.99), b.errors.values().sum::<usize>());
+            let (v, b) = (
+                LoadResult::pooled(&r.vargid),
+                LoadResult::pooled(&r.baseline),
+            );
+            let (vg, vp50, vp99, ve) = (
+                v.goodput(),
+                v.ms(0.5),
+                v.ms(0.99),
+                v.errors.values().sum::<usize>(),
+            );
+            let (bg, bp50, bp99, be) = (
+                b.goodput(),
+                b.ms(0.5),
+                b.ms(0.99),
+                b.errors.values().sum::<usize>(),
+            );
             println!(
-                "| {} | {} | {vg:.1} | {bg:.1} | {:.2}x | {vp50:.1} / {vp99:.1} | {bp50:.1} / {bp99:.1} | {ve}, {be} |",
+                "| {} | {} | {vg:.1} | {bg:.1} | {:.2}x | {:.2}x | {vp50:.1} / {vp99:.1} | {bp50:.1} / {bp99:.1} | {ve}, {be} |",
                 r.workload,
                 r.concurrency,
-                vg / bg
+                vg / bg,
+                vg / raw_fp32
             );
         }
-        anyhow::Ok(())
-    })
+    }
+    Ok(())
 }

@@ -6,12 +6,13 @@
 //! Prints a Markdown report for docs/benchmarks.md.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use vargid_model::{Embedder, EmbedderOptions, ExecutionProvider, FaceCrop};
+use vargid_model::FaceCrop;
 
 use crate::load::{drive, LoadResult};
+use crate::raw::RawModel;
 use crate::service::{aligned_request, ServerStats, Service};
 
 struct Args {
@@ -20,7 +21,7 @@ struct Args {
     seconds: f64,
     concurrency: Vec<usize>,
     batch_sizes: Vec<usize>,
-    /// `cpu` or `cuda`, for the raw model and the service alike.
+    /// `cpu`, `openvino` or `cuda`, for the raw model and the service alike.
     execution_provider: String,
     /// The service's `batching.max_batch_size` (its default when unset).
     max_batch_size: Option<usize>,
@@ -55,7 +56,7 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
             other => bail!(
                 "unknown argument {other}; usage: vargid-bench batching [--model F] [--face JPG] \
                  [--seconds S] [--concurrency 1,4,16,64] [--batch-sizes 1,2,...] \
-                 [--execution-provider cpu|cuda] [--max-batch-size N]"
+                 [--execution-provider cpu|openvino|cuda] [--max-batch-size N]"
             ),
         }
     }
@@ -77,65 +78,6 @@ pub fn face_jpeg(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(out.into_inner())
 }
 
-struct RawResult {
-    batch: usize,
-    faces_per_s: f64,
-    median_ms: f64,
-}
-
-/// The model with no server: the same session settings as the server's defaults.
-struct RawModel {
-    embedder: Embedder,
-}
-
-impl RawModel {
-    fn load(model: &Path, execution_provider: &str) -> anyhow::Result<Self> {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let execution_provider = match execution_provider {
-            "cpu" => ExecutionProvider::Cpu,
-            "cuda" => ExecutionProvider::Cuda { device_id: 0 },
-            other => bail!("--execution-provider: cpu or cuda, not {other:?}"),
-        };
-        let options = EmbedderOptions {
-            intra_op_threads: cores,
-            intra_op_spinning: std::env::var("VARGID_MODEL__INTRA_OP_SPINNING")
-                .map_or(true, |v| v != "false"),
-            execution_provider,
-            ..Default::default()
-        };
-        Ok(Self {
-            embedder: Embedder::load(model, &options)?,
-        })
-    }
-
-    /// Runs `batch` copies of `crop` repeatedly for `seconds` (after one warm-up run).
-    fn measure(
-        &mut self,
-        crop: &FaceCrop,
-        batch: usize,
-        seconds: f64,
-    ) -> anyhow::Result<RawResult> {
-        let crops: Vec<&FaceCrop> = std::iter::repeat_n(crop, batch).collect();
-        self.embedder.embed(&crops)?;
-        let mut times = Vec::new();
-        let started = Instant::now();
-        while started.elapsed().as_secs_f64() < seconds || times.len() < 3 {
-            let t = Instant::now();
-            self.embedder.embed(&crops)?;
-            times.push(t.elapsed().as_secs_f64());
-        }
-        let total: f64 = times.iter().sum();
-        times.sort_by(f64::total_cmp);
-        let result = RawResult {
-            batch,
-            faces_per_s: (batch * times.len()) as f64 / total,
-            median_ms: times[times.len() / 2] * 1e3,
-        };
-        eprintln!("raw batch {batch}: {:.1} faces/s", result.faces_per_s);
-        Ok(result)
-    }
-}
-
 struct ServiceResult {
     concurrency: usize,
     /// Raw best-batch faces/s measured just before and just after this level: this
@@ -151,7 +93,7 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
     let jpeg = face_jpeg(&args.face)?;
     let crop = FaceCrop::from_aligned(image::load_from_memory(&jpeg)?.into_rgb8())?;
 
-    let mut model = RawModel::load(&args.model, &args.execution_provider)?;
+    let mut model = RawModel::load(&args.model, &args.execution_provider, None)?;
     let raw = args
         .batch_sizes
         .iter()

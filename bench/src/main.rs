@@ -6,6 +6,8 @@
 //!   `python -m vargface.evaluate --embeddings`;
 //! - `vargid-bench baseline`: vargid against a per-request Python grpcio + ONNX
 //!   Runtime server, aligned faces and whole photos;
+//! - `vargid-bench raw`: the model alone on one runtime library (a child process of
+//!   `baseline`, which compares libraries);
 //! - `vargid-bench overload`: goodput, admitted latency and recovery far past
 //!   capacity, against the same generator at concurrency 16.
 
@@ -15,6 +17,7 @@ mod gallery;
 mod lfw;
 mod load;
 mod overload;
+mod raw;
 mod service;
 
 fn main() -> anyhow::Result<()> {
@@ -25,6 +28,9 @@ fn main() -> anyhow::Result<()> {
         Some("lfw") => lfw::run(argv.collect()),
         Some("overload") => overload::run(argv.collect()),
         Some("baseline") => baseline::run(argv.collect()),
-        _ => anyhow::bail!("usage: vargid-bench batching|baseline|gallery|lfw|overload [options]"),
+        Some("raw") => raw::run(argv.collect()),
+        _ => anyhow::bail!(
+            "usage: vargid-bench batching|baseline|gallery|lfw|overload|raw [options]"
+        ),
     }
 }

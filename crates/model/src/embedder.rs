@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-#[cfg(feature = "cuda")]
 use ort::ep;
 use ort::session::Session;
 use ort::value::{TensorRef, ValueType};
@@ -18,6 +17,9 @@ pub enum ExecutionProvider {
     Cpu,
     /// NVIDIA GPU through ONNX Runtime's CUDA provider (cargo feature `cuda`).
     Cuda { device_id: i32 },
+    /// Intel's OpenVINO on the CPU, through ONNX Runtime's OpenVINO provider (the
+    /// `onnxruntime-openvino` library, scripts/install-ort-openvino.sh), in float32.
+    OpenVino,
 }
 
 impl ExecutionProvider {
@@ -25,6 +27,7 @@ impl ExecutionProvider {
         match self {
             ExecutionProvider::Cpu => "CPU",
             ExecutionProvider::Cuda { .. } => "CUDA",
+            ExecutionProvider::OpenVino => "OpenVINO",
         }
     }
 }
@@ -93,7 +96,11 @@ impl Embedder {
             options.intra_op_threads,
             options.intra_op_spinning,
         )?;
-        let mut builder = register_provider(builder, options.execution_provider)?;
+        let mut builder = register_provider(
+            builder,
+            options.execution_provider,
+            options.intra_op_threads,
+        )?;
         let session = builder
             .commit_from_file(path)
             .map_err(|e| load_err(e.to_string()))?;
@@ -202,14 +209,41 @@ impl Embedder {
     }
 }
 
-fn register_provider(
+/// Adds the execution provider to a session builder (the CPU needs none). Shared by
+/// the embedder and the detector.
+pub(crate) fn register_provider(
     builder: ort::session::builder::SessionBuilder,
     provider: ExecutionProvider,
+    threads: usize,
 ) -> Result<ort::session::builder::SessionBuilder, ModelError> {
     match provider {
         ExecutionProvider::Cpu => Ok(builder),
         ExecutionProvider::Cuda { device_id } => cuda(builder, device_id),
+        ExecutionProvider::OpenVino => openvino(builder, threads),
     }
+}
+
+fn openvino(
+    builder: ort::session::builder::SessionBuilder,
+    threads: usize,
+) -> Result<ort::session::builder::SessionBuilder, ModelError> {
+    let mut provider = ep::OpenVINO::default()
+        .with_device_type("CPU")
+        // Float32, as ONNX Runtime's CPU provider: OpenVINO would otherwise pick
+        // bfloat16 on CPUs with AMX, and the accuracy figures are float32's.
+        .with_precision("FP32");
+    if threads > 0 {
+        provider = provider.with_num_threads(threads);
+    }
+    // error_on_failure: without it ONNX Runtime silently runs on its CPU provider.
+    builder
+        .with_execution_providers([provider.build().error_on_failure()])
+        .map_err(|e| ModelError::ExecutionProvider {
+            provider: "OpenVINO",
+            reason: format!(
+                "{e} (the library must be onnxruntime-openvino's: scripts/install-ort-openvino.sh)"
+            ),
+        })
 }
 
 #[cfg(feature = "cuda")]

@@ -352,8 +352,11 @@ impl Settings {
         if self.model.instances == 0 {
             return bad("model.instances must be at least 1");
         }
-        if !matches!(self.model.execution_provider.as_str(), "cpu" | "cuda") {
-            return bad("model.execution_provider must be \"cpu\" or \"cuda\"");
+        if !matches!(
+            self.model.execution_provider.as_str(),
+            "cpu" | "cuda" | "openvino"
+        ) {
+            return bad("model.execution_provider must be \"cpu\", \"cuda\" or \"openvino\"");
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");

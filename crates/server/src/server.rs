@@ -17,7 +17,7 @@ use vargid_model::{
 use vargid_proto::v1::face_service_server::FaceServiceServer;
 
 use crate::auth::Authenticator;
-use crate::config::Settings;
+use crate::config::{ModelSettings, Settings};
 use crate::engine::{Engine, EngineConfig};
 use crate::faces::{FacePipeline, FaceRules};
 use crate::galleries::Galleries;
@@ -61,23 +61,32 @@ fn embedder_options(settings: &Settings, budget: ThreadBudget) -> EmbedderOption
             "cuda" => ExecutionProvider::Cuda {
                 device_id: m.cuda_device_id,
             },
+            "openvino" => ExecutionProvider::OpenVino,
             _ => ExecutionProvider::Cpu,
         },
         intra_op_threads: budget.intra_op_per_instance,
         intra_op_spinning: m.intra_op_spinning,
-        onnxruntime_library: onnxruntime_library(&m.onnxruntime_library),
+        onnxruntime_library: onnxruntime_library(m),
         flip_test: m.flip_test,
     }
 }
 
 /// Where `scripts/install-deps.sh` puts the library, relative to the repository root.
 const INSTALLED_ONNXRUNTIME: &str = ".deps/onnxruntime/libonnxruntime.so";
+/// Where `scripts/install-ort-openvino.sh` puts the OpenVINO build.
+const INSTALLED_ONNXRUNTIME_OPENVINO: &str = ".deps/onnxruntime-openvino/libonnxruntime.so";
 
-/// The configured library; else `ORT_DYLIB_PATH` (read by the model crate); else the
-/// one the install script put in the working directory.
-fn onnxruntime_library(configured: &str) -> Option<std::path::PathBuf> {
-    if !configured.is_empty() {
-        return Some(configured.into());
+/// The configured library; for the OpenVINO provider, else the OpenVINO build the
+/// install script put in the working directory (`ORT_DYLIB_PATH` names the CPU build
+/// by convention, which has no OpenVINO provider); otherwise else `ORT_DYLIB_PATH`
+/// (read by the model crate), else the installed CPU build. One library serves the
+/// whole process, detector included.
+fn onnxruntime_library(model: &ModelSettings) -> Option<std::path::PathBuf> {
+    if !model.onnxruntime_library.is_empty() {
+        return Some(model.onnxruntime_library.clone().into());
+    }
+    if model.execution_provider == "openvino" {
+        return Some(INSTALLED_ONNXRUNTIME_OPENVINO.into());
     }
     if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|p| !p.is_empty()) {
         return None;
@@ -97,7 +106,7 @@ async fn load_detectors(settings: &Settings, count: usize) -> anyhow::Result<Vec
         intra_op_threads: 1,
         ..DetectorOptions::default()
     };
-    let library = onnxruntime_library(&settings.model.onnxruntime_library);
+    let library = onnxruntime_library(&settings.model);
     let path = d.model_path.clone();
     let detectors = tokio::task::spawn_blocking(move || {
         (0..count.max(1))

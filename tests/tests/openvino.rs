@@ -1,0 +1,144 @@
+//! `model.execution_provider = "openvino"` end to end: the server says it runs on
+//! OpenVINO, its embeddings equal the CPU provider's (so a gallery enrolled on one is
+//! served by the other), whole photos work, and asking for OpenVINO with a library
+//! that lacks it stops the start with the reason.
+
+mod common;
+
+use std::process::Command;
+
+use common::{binary, lfw_crop, raw_image, workspace_root, Server};
+use vargid_proto::v1 as pb;
+
+/// Written by `scripts/install-ort-openvino.sh` (part of `make deps`).
+fn openvino_library() -> std::path::PathBuf {
+    let path = workspace_root().join(".deps/onnxruntime-openvino/libonnxruntime.so");
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/install-ort-openvino.sh",
+        path.display()
+    );
+    path
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+async fn embeddings(server: &Server, images: &[pb::Image]) -> Vec<Vec<f32>> {
+    let mut client = server.client().await;
+    let reply = client
+        .embed(pb::EmbedRequest {
+            images: images.to_vec(),
+        })
+        .await
+        .expect("embed")
+        .into_inner();
+    reply
+        .images
+        .into_iter()
+        .map(|i| i.faces[0].embedding.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn openvino_serves_the_cpu_providers_embeddings_and_galleries() {
+    openvino_library();
+    let crops: Vec<pb::Image> = [
+        ("Serena_Williams", 1),
+        ("Serena_Williams", 3),
+        ("Colin_Powell", 40),
+        ("Tony_Blair", 18),
+    ]
+    .iter()
+    .map(|(name, n)| raw_image(&lfw_crop(name, *n)))
+    .collect();
+    let photo = pb::Image {
+        source: Some(pb::image::Source::Encoded(
+            std::fs::read(common::lfw_dir().join("images/Colin_Powell/Colin_Powell_0049.jpg"))
+                .expect("an LFW photo"),
+        )),
+        ..Default::default()
+    };
+
+    let data = common::tempfile_dir::TempDir::new("openvino");
+    let cpu_server = Server::start_in(&data.0, &[]);
+    let on_cpu = embeddings(&cpu_server, &crops).await;
+    let mut cpu = cpu_server.client().await;
+    cpu.enroll(pb::EnrollRequest {
+        identity_id: "serena".into(),
+        images: vec![crops[0].clone()],
+        ..Default::default()
+    })
+    .await
+    .expect("enroll on the CPU provider");
+    drop(cpu);
+    drop(cpu_server);
+
+    let ov_server = Server::start_in(&data.0, &[("VARGID_MODEL__EXECUTION_PROVIDER", "openvino")]);
+    let mut ov = ov_server.client().await;
+    let info = ov
+        .get_service_info(pb::GetServiceInfoRequest {})
+        .await
+        .expect("info")
+        .into_inner();
+    assert_eq!(info.execution_provider, "OpenVINO");
+    let on_ov = embeddings(&ov_server, &crops).await;
+    for (i, (a, b)) in on_cpu.iter().zip(&on_ov).enumerate() {
+        let c = cosine(a, b);
+        assert!(
+            c > 0.9999,
+            "crop {i}: cosine {c} between the CPU and OpenVINO"
+        );
+    }
+    // The gallery enrolled on the CPU provider is searched on OpenVINO.
+    let found = ov
+        .identify(pb::IdentifyRequest {
+            image: Some(crops[1].clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("identify")
+        .into_inner();
+    let best = &found.faces[0].candidates[0];
+    assert_eq!(best.identity_id, "serena");
+    assert!((best.score - cosine(&on_cpu[0], &on_cpu[1])).abs() < 1e-3);
+    // Whole photos: detection, alignment and the embedding of every face.
+    let faces = ov
+        .embed(pb::EmbedRequest {
+            images: vec![photo],
+        })
+        .await
+        .expect("embed a whole photo")
+        .into_inner();
+    assert!(faces.images[0].faces.len() >= 2, "{faces:?}");
+}
+
+#[test]
+fn openvino_with_a_library_without_it_fails_to_start_and_says_why() {
+    let data = common::tempfile_dir::TempDir::new("openvino-missing");
+    let cpu_library = workspace_root().join(".deps/onnxruntime/libonnxruntime.so");
+    let out = Command::new(binary())
+        .current_dir(workspace_root())
+        .env("VARGID_SERVER__LISTEN", "127.0.0.1:0")
+        .env("VARGID_METRICS__LISTEN", "")
+        .env("VARGID_GALLERY__DATA_DIR", &data.0)
+        .env("VARGID_MODEL__EXECUTION_PROVIDER", "openvino")
+        .env("VARGID_MODEL__ONNXRUNTIME_LIBRARY", &cpu_library)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("running vargid");
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("OpenVINO") && text.contains("install-ort-openvino.sh"),
+        "{text}"
+    );
+}
