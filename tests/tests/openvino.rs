@@ -67,6 +67,7 @@ async fn openvino_serves_the_cpu_providers_embeddings_and_galleries() {
     let data = common::tempfile_dir::TempDir::new("openvino");
     let cpu_server = Server::start_in(&data.0, &[]);
     let on_cpu = embeddings(&cpu_server, &crops).await;
+    let photo_on_cpu = whole_photo(&cpu_server, &photo).await;
     let mut cpu = cpu_server.client().await;
     cpu.enroll(pb::EnrollRequest {
         identity_id: "serena".into(),
@@ -106,15 +107,44 @@ async fn openvino_serves_the_cpu_providers_embeddings_and_galleries() {
     let best = &found.faces[0].candidates[0];
     assert_eq!(best.identity_id, "serena");
     assert!((best.score - cosine(&on_cpu[0], &on_cpu[1])).abs() < 1e-3);
-    // Whole photos: detection, alignment and the embedding of every face.
-    let faces = ov
+    // Whole photos (YuNet stays on ONNX Runtime's CPU provider, of the OpenVINO build's
+    // version): the same faces at the same landmarks, with the same embeddings.
+    let photo_on_ov = whole_photo(&ov_server, &photo).await;
+    assert!(photo_on_cpu.len() >= 2, "{photo_on_cpu:?}");
+    assert_eq!(photo_on_cpu.len(), photo_on_ov.len());
+    for (a, b) in photo_on_cpu.iter().zip(&photo_on_ov) {
+        let marks = |f: &pb::FaceEmbedding| -> Vec<(f32, f32)> {
+            let l = f
+                .face
+                .as_ref()
+                .and_then(|f| f.landmarks.clone())
+                .unwrap_or_default();
+            l.points.iter().map(|p| (p.x, p.y)).collect()
+        };
+        for (p, q) in marks(a).iter().zip(&marks(b)) {
+            assert!(
+                (p.0 - q.0).abs() < 0.5 && (p.1 - q.1).abs() < 0.5,
+                "{p:?} vs {q:?}"
+            );
+        }
+        if !a.embedding.is_empty() {
+            assert!(cosine(&a.embedding, &b.embedding) > 0.999);
+        }
+    }
+}
+
+async fn whole_photo(server: &Server, photo: &pb::Image) -> Vec<pb::FaceEmbedding> {
+    let mut client = server.client().await;
+    client
         .embed(pb::EmbedRequest {
-            images: vec![photo],
+            images: vec![photo.clone()],
         })
         .await
         .expect("embed a whole photo")
-        .into_inner();
-    assert!(faces.images[0].faces.len() >= 2, "{faces:?}");
+        .into_inner()
+        .images
+        .remove(0)
+        .faces
 }
 
 #[test]

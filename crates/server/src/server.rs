@@ -96,7 +96,9 @@ fn onnxruntime_library(model: &ModelSettings) -> Option<std::path::PathBuf> {
 }
 
 /// One single-threaded detector session per decoding slot: photos are detected in
-/// parallel, each on one core, as they are decoded.
+/// parallel, each on one core, as they are decoded. YuNet stays on ONNX Runtime's CPU
+/// provider with `openvino` too: on OpenVINO, Identify of whole photos measured about
+/// 13% slower (docs/benchmarks.md, "OpenVINO").
 async fn load_detectors(settings: &Settings, count: usize) -> anyhow::Result<Vec<Detector>> {
     let d = &settings.detection;
     let options = DetectorOptions {
