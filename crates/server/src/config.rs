@@ -236,7 +236,7 @@ impl Default for ModelSettings {
         Self {
             path: PathBuf::from("models/vargfacenet.onnx"),
             onnxruntime_library: String::new(),
-            execution_provider: "cpu".into(),
+            execution_provider: "auto".into(),
             cuda_device_id: 0,
             instances: 1,
             intra_op_threads: 0,
@@ -354,9 +354,11 @@ impl Settings {
         }
         if !matches!(
             self.model.execution_provider.as_str(),
-            "cpu" | "cuda" | "openvino"
+            "auto" | "cpu" | "cuda" | "openvino"
         ) {
-            return bad("model.execution_provider must be \"cpu\", \"cuda\" or \"openvino\"");
+            return bad(
+                "model.execution_provider must be \"auto\", \"cpu\", \"cuda\" or \"openvino\"",
+            );
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return bad("log.format must be \"text\" or \"json\"");

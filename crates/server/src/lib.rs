@@ -10,6 +10,7 @@ pub mod galleries;
 pub mod grpc;
 pub mod match_scores;
 pub mod metrics;
+pub mod provider_choice;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -24,6 +24,7 @@ use crate::galleries::Galleries;
 use crate::grpc::{FaceServiceImpl, ServiceLimits};
 use crate::match_scores::MatchScores;
 use crate::metrics;
+use crate::provider_choice;
 use vargid_store::ModelTag;
 
 /// How the cores are shared: inference threads, decoding threads, FAISS threads.
@@ -125,9 +126,17 @@ async fn load_detectors(settings: &Settings, count: usize) -> anyhow::Result<Vec
 /// Serves until `shutdown` resolves, then drains in-flight requests for at most
 /// `server.shutdown_grace_ms`.
 pub async fn run(
-    settings: Settings,
+    mut settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let choice = provider_choice::choose(
+        &settings.model,
+        provider_choice::Cpu::detect(),
+        std::path::Path::new(INSTALLED_ONNXRUNTIME_OPENVINO),
+    );
+    tracing::info!(provider = choice.provider, reason = %choice.reason, "execution provider");
+    // Everything below reads the provider from the settings.
+    settings.model.execution_provider = choice.provider.to_string();
     let budget = ThreadBudget::from_settings(&settings);
     tracing::info!(
         cores = budget.cores,

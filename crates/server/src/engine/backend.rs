@@ -56,7 +56,7 @@ fn run_instance(
             return;
         };
         // The batcher counted these faces as running when it formed the batch.
-        let _formed = RunningFaces {
+        let formed = RunningFaces {
             running: &running,
             n: jobs.len(),
         };
@@ -82,6 +82,9 @@ fn run_instance(
         // The instance is free: the batcher may form the next batch while we reply.
         answered.fetch_add(jobs.len(), Ordering::AcqRel);
         drop(instance);
+        // No longer work ahead of anyone: off the count before a caller, answered, can
+        // send its next call (admission would otherwise still see this batch).
+        drop(formed);
         match result {
             Ok(embeddings) => {
                 for (job, embedding) in jobs.into_iter().zip(embeddings) {
