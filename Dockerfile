@@ -4,14 +4,17 @@
 #   docker build --build-arg VARIANT=cuda -t vargid:cuda .     # ONNX Runtime's CUDA provider
 # Every build step calls a script that `make test` runs on the development machines
 # (which have no Docker engine): install-go-tools.sh, install-deps.sh,
-# install-ort-cuda.sh (through stage-image.sh), stage-image.sh, install-runtime-deps.sh.
+# install-ort-cuda.sh and install-ort-openvino.sh (through stage-image.sh),
+# stage-image.sh, install-runtime-deps.sh.
 # tests/tests/deploy.rs stages both variants with stage-image.sh, starts the staged
 # server and runs this file's HEALTHCHECK command against it.
 #
 # Runtime: non-root (uid 10001), working directory /opt/vargid (the models),
 # configuration /etc/vargid/vargid.toml (config/vargid.container.toml), gRPC on
 # :50051 (plaintext, with grpc.health.v1 and reflection), Prometheus metrics on
-# :9464, the gallery on the /data volume. The CUDA variant needs the NVIDIA container
+# :9464, the gallery on the /data volume. The CPU variant also holds ONNX Runtime's
+# OpenVINO build, which it runs on CPUs with AVX-512 (model.execution_provider
+# "auto"; the log says what it chose). The CUDA variant needs the NVIDIA container
 # toolkit on the host (docker run --gpus all) and a driver for CUDA 13; it brings
 # CUDA 13 and cuDNN 9 itself, from NVIDIA's PyPI wheels.
 

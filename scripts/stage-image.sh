@@ -8,6 +8,8 @@
 #                                               (install-deps.sh), or the CUDA build with
 #                                               its CUDA 13 / cuDNN 9 libraries
 #                                               (install-ort-cuda.sh)
+#   OUT/rootfs/opt/onnxruntime-openvino/        (CPU variant) ONNX Runtime's OpenVINO
+#                                               build (install-ort-openvino.sh)
 #   OUT/rootfs/opt/vargid/models/               the ONNX models: the embedder (models/)
 #                                               and the face detector (install-deps.sh);
 #                                               the image's working directory is /opt/vargid
@@ -77,6 +79,18 @@ for lib in "$ort_dir"/lib*.so*; do
 done
 # The image's configuration names the library without its version.
 ln -sfn "libonnxruntime.so.${ort_version}" "$root/opt/onnxruntime/libonnxruntime.so"
+if [ "$variant" = "cpu" ]; then
+  ./scripts/install-ort-openvino.sh
+  ov_dir="$(readlink -f .deps/onnxruntime-openvino)"
+  mkdir -p "$root/opt/onnxruntime-openvino"
+  for lib in "$ov_dir"/lib*.so*; do
+    [ -L "$lib" ] && continue
+    ln -f "$lib" "$root/opt/onnxruntime-openvino/" 2>/dev/null \
+      || install -m 0644 "$lib" "$root/opt/onnxruntime-openvino/"
+  done
+  ln -sfn "$(basename "$(readlink "$ov_dir/libonnxruntime.so")")" \
+    "$root/opt/onnxruntime-openvino/libonnxruntime.so"
+fi
 cp -R models "$root/opt/vargid/models"
 install -m 0644 "$DETECTOR" "$root/opt/vargid/models/"
 chmod -R a+rX,go-w "$root/opt/vargid/models"

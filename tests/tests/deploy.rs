@@ -400,6 +400,10 @@ fn start_staged(rootfs: &Path, data: &Path, env: &[(&str, &str)]) -> Result<Stag
             "VARGID_MODEL__ONNXRUNTIME_LIBRARY",
             rootfs.join(library.trim_start_matches('/')),
         )
+        .env(
+            "VARGID_MODEL__OPENVINO_LIBRARY",
+            rootfs.join("opt/onnxruntime-openvino/libonnxruntime.so"),
+        )
         .env("VARGID_GALLERY__DATA_DIR", data)
         .env("VARGID_SERVER__LISTEN", "127.0.0.1:0")
         .env("VARGID_METRICS__LISTEN", "127.0.0.1:0")
@@ -523,7 +527,18 @@ async fn staged_cpu_image_serves_and_passes_its_health_check() {
     let check = health_check(&rootfs, &server.grpc);
     assert!(check.status.success(), "{}", text(&check));
     assert!(text(&check).contains("SERVING"));
-    assert_eq!(info(&server.grpc).await.execution_provider, "CPU");
+    // "auto": the image's OpenVINO build on a CPU with AVX-512.
+    let expected = if std::arch::is_x86_feature_detected!("avx512f") {
+        "OpenVINO"
+    } else {
+        "CPU"
+    };
+    assert_eq!(info(&server.grpc).await.execution_provider, expected);
+    let staged = read("config/vargid.container.toml");
+    assert!(staged.contains("openvino_library = \"/opt/onnxruntime-openvino/libonnxruntime.so\""));
+    assert!(rootfs
+        .join("opt/onnxruntime-openvino/libonnxruntime_providers_openvino.so")
+        .is_file());
 }
 
 /// The CUDA variant's tree (ONNX Runtime's CUDA build and the CUDA libraries,

@@ -180,7 +180,7 @@ fn openvino_with_a_library_without_it_fails_to_start_and_says_why() {
         .env("VARGID_METRICS__LISTEN", "")
         .env("VARGID_GALLERY__DATA_DIR", &data.0)
         .env("VARGID_MODEL__EXECUTION_PROVIDER", "openvino")
-        .env("VARGID_MODEL__ONNXRUNTIME_LIBRARY", &cpu_library)
+        .env("VARGID_MODEL__OPENVINO_LIBRARY", &cpu_library)
         .env("NO_COLOR", "1")
         .output()
         .expect("running vargid");

@@ -66,6 +66,9 @@ pub struct ModelSettings {
     pub path: PathBuf,
     /// ONNX Runtime shared library; empty means the ORT_DYLIB_PATH variable.
     pub onnxruntime_library: String,
+    /// ONNX Runtime's OpenVINO build, for the "openvino" provider (and "auto"); empty
+    /// means where scripts/install-ort-openvino.sh puts it.
+    pub openvino_library: String,
     /// "cpu" or "cuda" (needs a build with the `cuda` feature; fails if unusable).
     pub execution_provider: String,
     pub cuda_device_id: i32,
@@ -236,6 +239,7 @@ impl Default for ModelSettings {
         Self {
             path: PathBuf::from("models/vargfacenet.onnx"),
             onnxruntime_library: String::new(),
+            openvino_library: String::new(),
             execution_provider: "auto".into(),
             cuda_device_id: 0,
             instances: 1,

@@ -51,9 +51,6 @@ pub fn choose(model: &ModelSettings, cpu: Cpu, openvino_library: &Path) -> Choic
         provider,
         reason: format!("auto: {why}"),
     };
-    if !model.onnxruntime_library.is_empty() {
-        return auto("cpu", "model.onnxruntime_library names the library to use");
-    }
     if !cpu.avx512 {
         return auto(
             "cpu",
@@ -77,10 +74,9 @@ pub fn choose(model: &ModelSettings, cpu: Cpu, openvino_library: &Path) -> Choic
 mod tests {
     use super::*;
 
-    fn model(provider: &str, library: &str) -> ModelSettings {
+    fn model(provider: &str) -> ModelSettings {
         ModelSettings {
             execution_provider: provider.into(),
-            onnxruntime_library: library.into(),
             ..ModelSettings::default()
         }
     }
@@ -90,16 +86,15 @@ mod tests {
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         let missing = Path::new("/nonexistent/libonnxruntime.so");
         let (with, without) = (Cpu { avx512: true }, Cpu { avx512: false });
-        assert_eq!(choose(&model("auto", ""), with, &here).provider, "openvino");
-        assert_eq!(choose(&model("auto", ""), without, &here).provider, "cpu");
-        assert_eq!(choose(&model("auto", ""), with, missing).provider, "cpu");
-        assert_eq!(choose(&model("auto", "/x.so"), with, &here).provider, "cpu");
-        assert_eq!(choose(&model("cpu", ""), with, &here).provider, "cpu");
+        assert_eq!(choose(&model("auto"), with, &here).provider, "openvino");
+        assert_eq!(choose(&model("auto"), without, &here).provider, "cpu");
+        assert_eq!(choose(&model("auto"), with, missing).provider, "cpu");
+        assert_eq!(choose(&model("cpu"), with, &here).provider, "cpu");
         assert_eq!(
-            choose(&model("openvino", ""), without, missing).provider,
+            choose(&model("openvino"), without, missing).provider,
             "openvino"
         );
-        assert!(choose(&model("auto", ""), without, &here)
+        assert!(choose(&model("auto"), without, &here)
             .reason
             .contains("AVX-512"));
     }

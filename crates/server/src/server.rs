@@ -77,17 +77,25 @@ const INSTALLED_ONNXRUNTIME: &str = ".deps/onnxruntime/libonnxruntime.so";
 /// Where `scripts/install-ort-openvino.sh` puts the OpenVINO build.
 const INSTALLED_ONNXRUNTIME_OPENVINO: &str = ".deps/onnxruntime-openvino/libonnxruntime.so";
 
-/// The configured library; for the OpenVINO provider, else the OpenVINO build the
-/// install script put in the working directory (`ORT_DYLIB_PATH` names the CPU build
-/// by convention, which has no OpenVINO provider); otherwise else `ORT_DYLIB_PATH`
-/// (read by the model crate), else the installed CPU build. One library serves the
-/// whole process, detector included.
+/// ONNX Runtime's OpenVINO build: the configured one, else the installed one.
+fn openvino_library(model: &ModelSettings) -> std::path::PathBuf {
+    match model.openvino_library.as_str() {
+        "" => INSTALLED_ONNXRUNTIME_OPENVINO.into(),
+        configured => configured.into(),
+    }
+}
+
+/// The library to load. For the OpenVINO provider its build (`ORT_DYLIB_PATH` and
+/// `model.onnxruntime_library` name the CPU build, which has no OpenVINO provider);
+/// otherwise the configured library, else `ORT_DYLIB_PATH` (read by the model crate),
+/// else the installed CPU build. One library serves the whole process, detector
+/// included.
 fn onnxruntime_library(model: &ModelSettings) -> Option<std::path::PathBuf> {
+    if model.execution_provider == "openvino" {
+        return Some(openvino_library(model));
+    }
     if !model.onnxruntime_library.is_empty() {
         return Some(model.onnxruntime_library.clone().into());
-    }
-    if model.execution_provider == "openvino" {
-        return Some(INSTALLED_ONNXRUNTIME_OPENVINO.into());
     }
     if std::env::var_os("ORT_DYLIB_PATH").is_some_and(|p| !p.is_empty()) {
         return None;
@@ -132,7 +140,7 @@ pub async fn run(
     let choice = provider_choice::choose(
         &settings.model,
         provider_choice::Cpu::detect(),
-        std::path::Path::new(INSTALLED_ONNXRUNTIME_OPENVINO),
+        &openvino_library(&settings.model),
     );
     tracing::info!(provider = choice.provider, reason = %choice.reason, "execution provider");
     // Everything below reads the provider from the settings.
