@@ -22,7 +22,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use faiss::{index_factory, Index, MetricType};
-use vargid_index::{Gallery, HnswParameters, IdentityEntry, IndexSpec};
+use vargid_index::{
+    Gallery, HnswParameters, IdentityEntry, IndexDefaults, IndexRequest, IndexSpec, IvfParameters,
+};
 use vargid_proto::v1 as pb;
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 use vargid_store::{Change, GalleryRecord, ModelTag, Store};
@@ -33,15 +35,20 @@ struct Args {
     data: PathBuf,
     sizes: Vec<usize>,
     queries: usize,
+    /// "hnsw" or "ivf".
+    index: String,
     hnsw: HnswParameters,
-    ef_sweep: Vec<u32>,
+    ivf: IvfParameters,
+    /// efSearch (HNSW) or nprobe (IVF) values searched after one build.
+    sweep: Vec<u32>,
     service: bool,
     enrollments: usize,
 }
 
 const USAGE: &str =
     "usage: vargid-bench gallery --data DIR [--sizes 100000,1000000] [--queries 1000] \
-     [--m 32] [--ef-construction 80] [--ef-search 64] [--ef-sweep 16,32,64,128] [--service] \
+     [--index hnsw|ivf] [--m 32] [--ef-construction 80] [--ef-search 64] [--nlist 1024] \
+     [--nprobe 32] [--sweep 16,32,64,128 (efSearch or nprobe)] [--service] \
      [--enrollments 3000]  (DIR: from bench/python/gallery_embeddings.py)";
 
 fn list<T: std::str::FromStr>(v: &str, what: &str) -> anyhow::Result<Vec<T>> {
@@ -60,8 +67,10 @@ fn parse(argv: Vec<String>) -> anyhow::Result<Args> {
         data: PathBuf::new(),
         sizes: vec![100_000, 1_000_000],
         queries: 1000,
+        index: "hnsw".into(),
         hnsw: HnswParameters::default(),
-        ef_sweep: vec![16, 32, 64, 128],
+        ivf: IvfParameters::default(),
+        sweep: vec![16, 32, 64, 128],
         service: false,
         enrollments: 3000,
     };
@@ -79,7 +88,10 @@ fn parse(argv: Vec<String>) -> anyhow::Result<Args> {
             "--m" => args.hnsw.m = value()?.parse()?,
             "--ef-construction" => args.hnsw.ef_construction = value()?.parse()?,
             "--ef-search" => args.hnsw.ef_search = value()?.parse()?,
-            "--ef-sweep" => args.ef_sweep = list(&value()?, "ef-sweep")?,
+            "--ef-sweep" | "--sweep" => args.sweep = list(&value()?, "sweep")?,
+            "--index" => args.index = value()?,
+            "--nlist" => args.ivf.nlist = value()?.parse()?,
+            "--nprobe" => args.ivf.nprobe = value()?.parse()?,
             "--enrollments" => args.enrollments = value()?.parse()?,
             other => bail!("unknown argument {other}; {USAGE}"),
         }
@@ -87,7 +99,45 @@ fn parse(argv: Vec<String>) -> anyhow::Result<Args> {
     if args.data.as_os_str().is_empty() {
         bail!("--data is required; {USAGE}");
     }
+    if !matches!(args.index.as_str(), "hnsw" | "ivf") {
+        bail!("--index hnsw or ivf; {USAGE}");
+    }
     Ok(args)
+}
+
+impl Args {
+    /// The index spec, with the sweep value `knob` (efSearch or nprobe) when given.
+    fn spec(&self, knob: Option<u32>) -> anyhow::Result<IndexSpec> {
+        let defaults = IndexDefaults {
+            hnsw: HnswParameters {
+                ef_search: knob.unwrap_or(self.hnsw.ef_search),
+                ..self.hnsw
+            },
+            ivf: IvfParameters {
+                nprobe: knob.unwrap_or(self.ivf.nprobe),
+                ..self.ivf
+            },
+        };
+        Ok(IndexSpec::resolve(
+            &self.index,
+            IndexRequest::default(),
+            defaults,
+        )?)
+    }
+
+    /// The knob's name and the build settings, for the report.
+    fn describe(&self) -> (&'static str, String) {
+        match self.index.as_str() {
+            "ivf" => ("nprobe", format!("nlist {}", self.ivf.nlist)),
+            _ => (
+                "efSearch",
+                format!(
+                    "M {}, efConstruction {}",
+                    self.hnsw.m, self.hnsw.ef_construction
+                ),
+            ),
+        }
+    }
 }
 
 /// xorshift64* and Box-Muller.
@@ -279,7 +329,7 @@ fn in_process(
     truth: &[i64],
 ) -> anyhow::Result<()> {
     let d = data.dim;
-    let spec = IndexSpec::resolve("hnsw", Default::default(), args.hnsw)?;
+    let spec = args.spec(None)?;
     let before = resident_bytes();
     let started = Instant::now();
     let gallery = Gallery::new(d, &spec)?;
@@ -296,22 +346,16 @@ fn in_process(
     let write_s = t.elapsed().as_secs_f64();
     let snapshot_mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
     drop(gallery);
+    let (knob, settings) = args.describe();
     println!(
-        "\n{n} templates, {} (efConstruction {}): build {build_s:.1} s, {per_template:.0} B \
+        "\n{n} templates, {} ({settings}): build {build_s:.1} s, {per_template:.0} B \
          resident per template (index and records), snapshot {snapshot_mb:.0} MB written in \
          {write_s:.1} s\n",
-        spec.description, args.hnsw.ef_construction
+        spec.description
     );
-    println!("| efSearch | snapshot load (s) | p50 (ms) | p99 (ms) | recall@1 vs exact |\n|---:|---:|---:|---:|---:|");
-    for &ef in &args.ef_sweep {
-        let tuned = IndexSpec::resolve(
-            "hnsw",
-            Default::default(),
-            HnswParameters {
-                ef_search: ef,
-                ..args.hnsw
-            },
-        )?;
+    println!("| {knob} | snapshot load (s) | p50 (ms) | p99 (ms) | recall@1 vs exact |\n|---:|---:|---:|---:|---:|");
+    for &ef in &args.sweep {
+        let tuned = args.spec(Some(ef))?;
         let t = Instant::now();
         let gallery = Gallery::from_snapshot(d, &tuned, &path, entries(templates, d, 0))
             .map_err(|r| anyhow::anyhow!("snapshot refused: {}", r.reason))?;
@@ -433,12 +477,20 @@ async fn through_service(
     let created = client
         .create_gallery(pb::CreateGalleryRequest {
             name: "bench".into(),
-            index: "hnsw".into(),
+            index: args.index.clone(),
             match_threshold: None,
-            index_parameters: Some(pb::IndexParameters {
-                hnsw_m: Some(args.hnsw.m),
-                hnsw_ef_construction: Some(args.hnsw.ef_construction),
-                hnsw_ef_search: Some(args.hnsw.ef_search),
+            index_parameters: Some(match args.index.as_str() {
+                "ivf" => pb::IndexParameters {
+                    ivf_nlist: Some(args.ivf.nlist),
+                    ivf_nprobe: Some(args.ivf.nprobe),
+                    ..Default::default()
+                },
+                _ => pb::IndexParameters {
+                    hnsw_m: Some(args.hnsw.m),
+                    hnsw_ef_construction: Some(args.hnsw.ef_construction),
+                    hnsw_ef_search: Some(args.hnsw.ef_search),
+                    ..Default::default()
+                },
             }),
         })
         .await?
@@ -494,11 +546,9 @@ async fn through_service(
     let _ = std::fs::remove_dir_all(&dir);
 
     println!(
-        "| {n} | {} M{} efC{} efS{} | {import_s:.0} | {:.0} | {:.2} | {:.2} | {:.4} | {startup_s:.1} | {:.2} / {:.4} | {same}/{} | {:.1} / {:.1} | {returned} of {} |",
+        "| {n} | {} {} | {import_s:.0} | {:.0} | {:.2} | {:.2} | {:.4} | {startup_s:.1} | {:.2} / {:.4} | {same}/{} | {:.1} / {:.1} | {returned} of {} |",
         created.index,
-        args.hnsw.m,
-        args.hnsw.ef_construction,
-        args.hnsw.ef_search,
+        args.describe().1,
         rss.saturating_sub(idle_rss) as f64 / n as f64,
         percentile(&ms, 0.5),
         percentile(&ms, 0.99),

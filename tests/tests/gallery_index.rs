@@ -12,6 +12,15 @@ fn hnsw(m: Option<u32>, ef_c: Option<u32>, ef_s: Option<u32>) -> Option<pb::Inde
         hnsw_m: m,
         hnsw_ef_construction: ef_c,
         hnsw_ef_search: ef_s,
+        ..Default::default()
+    })
+}
+
+fn ivf(nlist: Option<u32>, nprobe: Option<u32>) -> Option<pb::IndexParameters> {
+    Some(pb::IndexParameters {
+        ivf_nlist: nlist,
+        ivf_nprobe: nprobe,
+        ..Default::default()
     })
 }
 
@@ -43,6 +52,7 @@ async fn index_settings_are_accepted_shown_kept_and_refused_by_field() {
     let env = [
         ("VARGID_GALLERY__HNSW__EF_CONSTRUCTION", "48"),
         ("VARGID_GALLERY__HNSW__EF_SEARCH", "77"),
+        ("VARGID_GALLERY__IVF__NPROBE", "12"),
     ];
     let mut server = Server::start_in(&data.0, &env);
     let mut client = server.client().await;
@@ -67,6 +77,13 @@ async fn index_settings_are_accepted_shown_kept_and_refused_by_field() {
         defaults.index_parameters,
         hnsw(Some(24), Some(48), Some(77))
     );
+    let clustered = client
+        .create_gallery(create("clustered", "ivf", ivf(Some(64), None)))
+        .await
+        .expect("create ivf")
+        .into_inner();
+    assert_eq!(clustered.index, "IDMap2,IVF64,Flat");
+    assert_eq!(clustered.index_parameters, ivf(Some(64), Some(12)));
     let flat = client
         .create_gallery(create("exact", "flat", None))
         .await
@@ -99,7 +116,20 @@ async fn index_settings_are_accepted_shown_kept_and_refused_by_field() {
             "index_parameters.hnsw_m",
         ),
         (create("f", "HNSW32", None), "index"),
-        (create("g", "IDMap2,IVF64,Flat", None), "training"),
+        (create("g", "IDMap2,IVF64,PQ8", None), "IVF<nlist>,Flat"),
+        (
+            create("h", "ivf", ivf(Some(8), None)),
+            "index_parameters.ivf_nlist",
+        ),
+        (
+            create("i", "ivf", ivf(Some(64), Some(65))),
+            "index_parameters.ivf_nprobe",
+        ),
+        (
+            create("j", "hnsw", ivf(None, Some(4))),
+            "index_parameters.ivf_nprobe",
+        ),
+        (create("k", "IDMap2,PQ8", None), "training"),
     ];
     for (request, field) in refusals {
         let name = request.name.clone();
@@ -142,6 +172,10 @@ async fn index_settings_are_accepted_shown_kept_and_refused_by_field() {
         )
     );
     assert_eq!(shown(&listed, "exact"), ("IDMap2,Flat".to_string(), None));
+    assert_eq!(
+        shown(&listed, "clustered"),
+        ("IDMap2,IVF64,Flat".to_string(), ivf(Some(64), Some(12)))
+    );
     server.terminate();
 }
 
@@ -382,4 +416,126 @@ async fn search_by_template_matches_search_by_photo_and_checks_the_model() {
         Code::InvalidArgument,
         &["not both"],
     );
+}
+
+/// An IVF gallery through the API: exact while it has too few templates to train on,
+/// trained once it has 39 per cell, answers by template with the right ids, never
+/// returns a deleted identity, and comes back from its snapshot after a restart with
+/// its ids, its vectors (Verify) and its deletions intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ivf_gallery_trains_keeps_ids_right_across_deletes_and_restarts() {
+    let data = TempDir::new("ivf-gallery");
+    let mut server = Server::start_in(&data.0, &[]);
+    let mut client = server.client().await;
+    let info = client
+        .get_service_info(pb::GetServiceInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let dim = info.embedding_size as usize;
+    let model = pb::ModelTag {
+        name: info.model_name.clone(),
+        version: info.model_version.clone(),
+        embedding_size: info.embedding_size,
+    };
+    client
+        .create_gallery(create("v", "ivf", ivf(Some(16), Some(4))))
+        .await
+        .expect("create");
+    let import = |range: std::ops::Range<usize>| pb::ImportGalleryRequest {
+        gallery: "v".into(),
+        model: Some(model.clone()),
+        identities: range
+            .map(|i| pb::ExportedIdentity {
+                identity: Some(pb::Identity {
+                    identity_id: format!("p{i:04}"),
+                    ..Default::default()
+                }),
+                templates: vec![pb::Template {
+                    face_id: 0,
+                    embedding: template(i, dim, 0.0),
+                }],
+            })
+            .collect(),
+    };
+    let best = |i: usize| pb::IdentifyRequest {
+        gallery: "v".into(),
+        top_k: 1,
+        probe_template: Some(pb::ProbeTemplate {
+            model: Some(model.clone()),
+            embedding: template(i, dim, 0.0),
+        }),
+        ..Default::default()
+    };
+    // 100 templates: staging, exact.
+    client.import_gallery(import(0..100)).await.expect("import");
+    let hit = client.identify(best(42)).await.unwrap().into_inner();
+    assert_eq!(hit.faces[0].candidates[0].identity_id, "p0042");
+    // 16 cells x 39 = 624: the next import trains the index.
+    client
+        .import_gallery(import(100..800))
+        .await
+        .expect("import");
+    for i in [0, 42, 100, 799] {
+        let hit = client.identify(best(i)).await.unwrap().into_inner();
+        let c = &hit.faces[0].candidates[0];
+        assert_eq!(c.identity_id, format!("p{i:04}"));
+        assert!(c.score > 0.999, "{}", c.score);
+    }
+    for gone in ["p0042", "p0500"] {
+        client
+            .delete_identity(pb::DeleteIdentityRequest {
+                identity_id: gone.into(),
+                gallery: "v".into(),
+            })
+            .await
+            .expect("delete");
+    }
+    type Client =
+        vargid_proto::v1::face_service_client::FaceServiceClient<tonic::transport::Channel>;
+    let check = |client: &mut Client| {
+        let mut client = client.clone();
+        async move {
+            for i in [42, 500] {
+                let hit = client.identify(best(i)).await.unwrap().into_inner();
+                let c = &hit.faces[0].candidates[0];
+                assert_ne!(
+                    c.identity_id,
+                    format!("p{i:04}"),
+                    "a deleted identity returned"
+                );
+            }
+            let hit = client.identify(best(777)).await.unwrap().into_inner();
+            assert_eq!(hit.faces[0].candidates[0].identity_id, "p0777");
+        }
+    };
+    check(&mut client).await;
+
+    // A clean restart loads the trained index from its snapshot.
+    server.terminate();
+    let server = Server::start_in(&data.0, &[]);
+    let mut client = server.client().await;
+    check(&mut client).await;
+    let listed = client
+        .list_galleries(pb::ListGalleriesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .galleries;
+    let v = listed.iter().find(|g| g.name == "v").expect("listed");
+    assert_eq!((v.face_count, v.identity_count), (798, 798));
+    let verified = client
+        .verify(pb::VerifyRequest {
+            gallery: "v".into(),
+            reference: Some(pb::verify_request::Reference::IdentityId("p0321".into())),
+            probe_template: Some(pb::ProbeTemplate {
+                model: Some(model.clone()),
+                embedding: template(321, dim, 0.0),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("verify from the IVF index's own vectors")
+        .into_inner();
+    assert!(verified.is_match && verified.score > 0.999);
 }

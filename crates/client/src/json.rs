@@ -57,6 +57,8 @@ pub fn gallery(g: &pb::GalleryInfo) -> Value {
         "hnsw_m": p.hnsw_m,
         "hnsw_ef_construction": p.hnsw_ef_construction,
         "hnsw_ef_search": p.hnsw_ef_search,
+        "ivf_nlist": p.ivf_nlist,
+        "ivf_nprobe": p.ivf_nprobe,
     })
 }
 

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use faiss::index::autotune::ParameterSpace;
@@ -105,10 +106,18 @@ impl Records {
 }
 
 /// A gallery of identities searchable by face embedding.
+///
+/// An IVF gallery needs training on templates it does not have when it is created:
+/// until it holds `IndexSpec::train_size` templates it keeps them in an exact flat
+/// index ("staging"); the put that reaches that size trains the IVF index on all of
+/// them and moves them into it.
 pub struct Gallery {
     dim: usize,
     spec: IndexSpec,
     index: Mutex<IndexImpl>,
+    /// True while an IVF gallery's templates are in the staging flat index (changed
+    /// only with the index lock held).
+    staging: AtomicBool,
     records: RwLock<Records>,
 }
 
@@ -132,17 +141,24 @@ impl Gallery {
         let dim_u32 = u32::try_from(dim).map_err(|_| invalid("dimension too large"))?;
         let index = index_factory(dim_u32, &description, MetricType::InnerProduct)
             .map_err(|e| invalid(&e.to_string()))?;
-        if !index.is_trained() {
-            // IVF and PQ layouts need training on sample data, which galleries do not do.
+        if !index.is_trained() && spec.train_size().is_none() {
+            // PQ and other coded layouts need training the gallery does not do.
             return Err(invalid(
-                "layouts that need training (IVF, PQ) are not supported; use flat or hnsw",
+                "layouts that need training are not supported, except ivf; use flat, hnsw or ivf",
             ));
         }
-        apply_parameters(&index, spec)?;
+        let staging = spec.train_size().is_some();
+        let index = if staging {
+            index_factory(dim_u32, "IDMap2,Flat", MetricType::InnerProduct)?
+        } else {
+            apply_parameters(&index, spec)?;
+            index
+        };
         Ok(Self {
             dim,
             spec: spec.clone(),
             index: Mutex::new(index),
+            staging: AtomicBool::new(staging),
             records: RwLock::new(Records::default()),
         })
     }
@@ -182,11 +198,56 @@ impl Gallery {
             .iter()
             .flat_map(|e| e.faces.iter().map(|(id, _)| Idx::new(*id as u64)))
             .collect();
+        let mut index = self.index();
         if !ids.is_empty() {
-            self.index().add_with_ids(&flat, &ids)?;
+            index.add_with_ids(&flat, &ids)?;
         }
         records.insert(entries);
+        self.train_when_due(&mut index, &mut records);
         Ok(())
+    }
+
+    /// Whether an IVF gallery still searches its staging flat index (too few templates
+    /// to train on yet); None for other layouts.
+    pub fn ivf_staging(&self) -> Option<bool> {
+        self.spec.ivf.map(|_| self.staging.load(Ordering::Acquire))
+    }
+
+    /// Trains the IVF index and moves the templates into it, once a staging gallery
+    /// holds enough. A failure leaves the gallery staging (exact, and correct): the
+    /// next put tries again.
+    fn train_when_due(&self, index: &mut IndexImpl, records: &mut Records) {
+        let due = self.staging.load(Ordering::Acquire)
+            && self
+                .spec
+                .train_size()
+                .is_some_and(|size| records.faces.len() >= size);
+        if !due {
+            return;
+        }
+        if let Ok(trained) = self.trained_ivf(index, records) {
+            *index = trained;
+            // Removed templates' vectors stayed in the staging index; they are not copied.
+            records.unreachable = 0;
+            self.staging.store(false, Ordering::Release);
+        }
+    }
+
+    /// A trained IVF index holding the reachable templates of `staged`.
+    fn trained_ivf(&self, staged: &IndexImpl, records: &Records) -> Result<IndexImpl, IndexError> {
+        let ids: Vec<FaceId> = records.faces.keys().copied().collect();
+        let mut vectors = vec![0.0f32; ids.len() * self.dim];
+        for (id, out) in ids.iter().zip(vectors.chunks_exact_mut(self.dim)) {
+            staged.reconstruct(Idx::new(*id as u64), out)?;
+        }
+        let dim = u32::try_from(self.dim).unwrap_or(u32::MAX);
+        let mut ivf = index_factory(dim, self.spec.faiss_description(), MetricType::InnerProduct)?;
+        ivf.train(&vectors)?;
+        enable_direct_map(&ivf, &self.spec)?;
+        let labels: Vec<Idx> = ids.iter().map(|&id| Idx::new(id as u64)).collect();
+        ivf.add_with_ids(&vectors, &labels)?;
+        apply_parameters(&ivf, &self.spec)?;
+        Ok(ivf)
     }
 
     /// Writes the FAISS index to `path` (a snapshot for fast start).
@@ -227,8 +288,23 @@ impl Gallery {
             // A flat index drops removed vectors at once: extra ones mean another record.
             return Err(reject("holds other templates".into(), entries));
         }
+        // An IVF gallery's snapshot is its trained index, or its staging flat one (no
+        // `nprobe`) when it was written before the gallery held enough to train.
+        let staging = spec.train_size().is_some() && apply_parameters(&index, spec).is_err();
+        let applied = if staging {
+            Ok(())
+        } else {
+            apply_parameters(&index, spec).and_then(|()| match spec.ivf {
+                Some(_) => enable_direct_map(&index, spec),
+                None => Ok(()),
+            })
+        };
+        if let Err(e) = applied {
+            return Err(reject(format!("parameters not applicable: {e}"), entries));
+        }
         let mut scratch = vec![0.0f32; dim];
-        // IDMap2 can look up every id; any miss means the snapshot is not ours.
+        // IDMap2 can look up every id (IVF with its direct map, set above); any miss
+        // means the snapshot is not ours.
         let all_present = entries.iter().flat_map(|e| e.faces.iter()).all(|(id, _)| {
             index
                 .reconstruct(Idx::new(*id as u64), &mut scratch)
@@ -237,19 +313,19 @@ impl Gallery {
         if !all_present {
             return Err(reject("holds other template ids".into(), entries));
         }
-        if let Err(e) = apply_parameters(&index, spec) {
-            return Err(reject(format!("parameters not applicable: {e}"), entries));
-        }
         let gallery = Self {
             dim,
             spec: spec.clone(),
             index: Mutex::new(index),
+            staging: AtomicBool::new(staging),
             records: RwLock::new(Records::default()),
         };
         {
             let mut records = gallery.records_mut();
             records.insert(entries);
             records.unreachable = held - expected;
+            let mut index = gallery.index();
+            gallery.train_when_due(&mut index, &mut records);
         }
         Ok(gallery)
     }
@@ -415,12 +491,44 @@ impl Gallery {
     }
 }
 
-/// Sets the spec's search and construction parameters on a FAISS index.
+/// Sets the spec's search and construction parameters on a FAISS index (an IVF
+/// gallery's trained index, not its staging one).
 fn apply_parameters(index: &IndexImpl, spec: &IndexSpec) -> Result<(), IndexError> {
     if let Some(hnsw) = spec.hnsw {
         let space = ParameterSpace::new()?;
         space.set_index_parameter(index, "efConstruction", hnsw.ef_construction)?;
         space.set_index_parameter(index, "efSearch", hnsw.ef_search)?;
+    }
+    if let Some(ivf) = spec.ivf {
+        ParameterSpace::new()?.set_index_parameter(index, "nprobe", ivf.nprobe)?;
+    }
+    Ok(())
+}
+
+/// Gives the IVF index inside `IDMap2,IVF..` a direct map, without which it cannot hand
+/// back a vector by id (Verify, the snapshot check). The C API offers the array kind,
+/// which fits: IDMap2 numbers the inner vectors 0, 1, ... in the order it adds them.
+/// Hand-written FFI because the `faiss` crate does not wrap these calls.
+fn enable_direct_map(index: &IndexImpl, spec: &IndexSpec) -> Result<(), IndexError> {
+    let failed = |reason: &str| IndexError::InvalidIndex {
+        description: spec.description.clone(),
+        reason: reason.to_string(),
+    };
+    // SAFETY: the pointers come from a live index owned by `index`; each cast returns
+    // null unless the object is of that class, and null is checked before use.
+    let code = unsafe {
+        let id_map = faiss_sys::faiss_IndexIDMap2_cast(index.inner_ptr());
+        if id_map.is_null() {
+            return Err(failed("not an IDMap2 index"));
+        }
+        let ivf = faiss_sys::faiss_IndexIVF_cast(faiss_sys::faiss_IndexIDMap2_sub_index(id_map));
+        if ivf.is_null() {
+            return Err(failed("no IVF index inside the IDMap2"));
+        }
+        faiss_sys::faiss_IndexIVF_make_direct_map(ivf, 1)
+    };
+    if code != 0 {
+        return Err(failed("FAISS could not build the IVF direct map"));
     }
     Ok(())
 }
@@ -607,6 +715,108 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Deterministic unit vectors spread over the sphere (a small LCG; no rand crate).
+    fn spread(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut state = seed;
+        (0..n)
+            .map(|_| {
+                let v: Vec<f32> = (0..dim)
+                    .map(|_| {
+                        state = state
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect();
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                v.into_iter().map(|x| x / norm).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ivf_stages_exactly_then_trains_and_keeps_ids_right() {
+        let dim = 16;
+        let ivf = spec("IDMap2,IVF16,Flat");
+        let train = ivf.train_size().unwrap();
+        let vectors = spread(train + 100, dim, 7);
+        let entries: Vec<IdentityEntry> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| entry(&format!("p{i}"), "", vec![(1000 + i as FaceId, v.clone())]))
+            .collect();
+        let g = Gallery::new(dim, &ivf).unwrap();
+        assert_eq!(g.ivf_staging(), Some(true));
+        g.put_many(entries[..train - 1].to_vec()).unwrap();
+        assert_eq!(
+            g.ivf_staging(),
+            Some(true),
+            "one template short of training"
+        );
+        let hit = &g.identify(&vectors[5], 1).unwrap()[0];
+        assert_eq!((hit.identity_id.as_str(), hit.face_id), ("p5", 1005));
+        g.remove("p3").unwrap();
+
+        g.put_many(entries[train - 1..].to_vec()).unwrap();
+        assert_eq!(g.ivf_staging(), Some(false), "trained at {train} templates");
+        assert_eq!(
+            g.unreachable_vectors(),
+            0,
+            "removed vectors are not carried over"
+        );
+        assert_eq!(g.indexed_vectors(), train + 100 - 1);
+        for i in [0, 5, train - 1, train + 99] {
+            let hit = &g.identify(&vectors[i], 1).unwrap()[0];
+            assert_eq!(hit.identity_id, format!("p{i}"));
+            assert_eq!(hit.face_id, 1000 + i as FaceId);
+            let (score, face) = g.verify(&vectors[i], &format!("p{i}")).unwrap();
+            assert!((score - 1.0).abs() < 1e-4 && face == 1000 + i as FaceId);
+        }
+        assert!(g
+            .identify(&vectors[3], 3)
+            .unwrap()
+            .iter()
+            .all(|c| c.identity_id != "p3"));
+        // Removal after training: unreachable at once, never returned.
+        g.remove("p0").unwrap();
+        assert_eq!(g.unreachable_vectors(), 1);
+        assert!(g
+            .identify(&vectors[0], 5)
+            .unwrap()
+            .iter()
+            .all(|c| c.identity_id != "p0"));
+
+        // The trained index survives a snapshot, with ids and vectors.
+        let dir = std::env::temp_dir().join(format!("vargid-index-ivf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("g.faiss");
+        g.write_snapshot(&path).unwrap();
+        let kept: Vec<IdentityEntry> = entries
+            .iter()
+            .filter(|e| e.identity_id != "p0" && e.identity_id != "p3")
+            .cloned()
+            .collect();
+        let restored =
+            Gallery::from_snapshot(dim, &ivf, &path, kept).expect("the IVF snapshot is used");
+        assert_eq!(restored.ivf_staging(), Some(false));
+        assert_eq!(restored.unreachable_vectors(), 1);
+        let (score, _) = restored.verify(&vectors[7], "p7").unwrap();
+        assert!((score - 1.0).abs() < 1e-4);
+        assert_eq!(
+            restored.identify(&vectors[9], 1).unwrap()[0].identity_id,
+            "p9"
+        );
+
+        // A snapshot written while staging comes back staging.
+        let small = Gallery::new(dim, &ivf).unwrap();
+        small.put_many(entries[..10].to_vec()).unwrap();
+        small.write_snapshot(&path).unwrap();
+        let back = Gallery::from_snapshot(dim, &ivf, &path, entries[..10].to_vec()).unwrap();
+        assert_eq!(back.ivf_staging(), Some(true));
+        assert_eq!(back.identify(&vectors[4], 1).unwrap()[0].identity_id, "p4");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn hnsw_verifies_from_its_own_storage_after_a_snapshot() {
         let dir = std::env::temp_dir().join(format!("vargid-index-hnsw-{}", std::process::id()));
@@ -643,6 +853,7 @@ mod tests {
         ));
         assert_eq!(g.identity_count(), 0);
         assert!(Gallery::new(4, &spec("IDMap2,NoSuchIndex")).is_err());
-        assert!(Gallery::new(4, &spec("IDMap2,IVF16,Flat")).is_err());
+        // Trained codes other than IVF's own are refused.
+        assert!(Gallery::new(4, &spec("IDMap2,PQ2")).is_err());
     }
 }

@@ -9,4 +9,6 @@ pub use error::IndexError;
 pub use gallery::{
     Candidate, FaceId, Gallery, IdentityEntry, IdentityPage, IdentityRecord, SnapshotRejected,
 };
-pub use spec::{HnswParameters, HnswRequest, IndexSpec};
+pub use spec::{
+    HnswParameters, IndexDefaults, IndexRequest, IndexSpec, IvfParameters, TRAIN_POINTS_PER_LIST,
+};

@@ -4,12 +4,73 @@
 
 use crate::error::IndexError;
 
-/// HNSW settings a caller asked for; unset fields take the defaults.
+/// Index settings a caller asked for (the fields of `IndexParameters`); unset fields
+/// take the defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct HnswRequest {
-    pub m: Option<u32>,
-    pub ef_construction: Option<u32>,
-    pub ef_search: Option<u32>,
+pub struct IndexRequest {
+    pub hnsw_m: Option<u32>,
+    pub hnsw_ef_construction: Option<u32>,
+    pub hnsw_ef_search: Option<u32>,
+    pub ivf_nlist: Option<u32>,
+    pub ivf_nprobe: Option<u32>,
+}
+
+impl IndexRequest {
+    /// The set fields among HNSW's, by their API names.
+    fn hnsw_fields(&self) -> Vec<&'static str> {
+        [
+            ("hnsw_m", self.hnsw_m),
+            ("hnsw_ef_construction", self.hnsw_ef_construction),
+            ("hnsw_ef_search", self.hnsw_ef_search),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(f, _)| *f)
+        .collect()
+    }
+
+    fn ivf_fields(&self) -> Vec<&'static str> {
+        [
+            ("ivf_nlist", self.ivf_nlist),
+            ("ivf_nprobe", self.ivf_nprobe),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(f, _)| *f)
+        .collect()
+    }
+}
+
+/// IVF settings in effect: `nlist` lists (k-means cells), `nprobe` of them scanned
+/// per search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IvfParameters {
+    /// Cells the templates are clustered into (the 1024 of `IVF1024,Flat`); the index
+    /// is trained once the gallery holds `TRAIN_POINTS_PER_LIST` templates per cell,
+    /// and searches exactly until then.
+    pub nlist: u32,
+    /// Cells scanned per search: the recall / latency knob.
+    pub nprobe: u32,
+}
+
+impl Default for IvfParameters {
+    fn default() -> Self {
+        Self {
+            nlist: 1024,
+            nprobe: 32,
+        }
+    }
+}
+
+/// Templates per cell before an IVF index is trained (FAISS warns below 39).
+pub const TRAIN_POINTS_PER_LIST: usize = 39;
+pub const NLIST_RANGE: std::ops::RangeInclusive<u32> = 16..=65536;
+
+/// The parameters galleries take when a request leaves them unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexDefaults {
+    pub hnsw: HnswParameters,
+    pub ivf: IvfParameters,
 }
 
 /// HNSW settings in effect.
@@ -40,68 +101,94 @@ pub const M_RANGE: std::ops::RangeInclusive<u32> = 4..=128;
 pub const EF_CONSTRUCTION_RANGE: std::ops::RangeInclusive<u32> = 8..=2048;
 pub const EF_SEARCH_RANGE: std::ops::RangeInclusive<u32> = 1..=4096;
 
-/// A gallery's index: a FAISS factory string and, for HNSW, its parameters.
+/// A gallery's index: a FAISS factory string and, for HNSW and IVF, its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexSpec {
     /// FAISS index factory string starting with IDMap or IDMap2, e.g. `IDMap2,HNSW32`.
     pub description: String,
     pub hnsw: Option<HnswParameters>,
+    pub ivf: Option<IvfParameters>,
 }
 
 impl IndexSpec {
-    /// The index a caller asked for. `layout` is `flat`, `hnsw`, or a FAISS factory
-    /// string; fields of `requested` left unset take `defaults`.
+    /// The index a caller asked for. `layout` is `flat`, `hnsw`, `ivf`, or a FAISS
+    /// factory string; fields of `requested` left unset take `defaults`.
     pub fn resolve(
         layout: &str,
-        requested: HnswRequest,
-        defaults: HnswParameters,
+        requested: IndexRequest,
+        defaults: IndexDefaults,
     ) -> Result<Self, IndexError> {
         let description = match layout.to_ascii_lowercase().as_str() {
             "flat" => "IDMap2,Flat".to_string(),
-            "hnsw" => format!("IDMap2,HNSW{}", requested.m.unwrap_or(defaults.m)),
+            "hnsw" => format!("IDMap2,HNSW{}", requested.hnsw_m.unwrap_or(defaults.hnsw.m)),
+            "ivf" => format!(
+                "IDMap2,IVF{},Flat",
+                requested.ivf_nlist.unwrap_or(defaults.ivf.nlist)
+            ),
             _ => layout.to_string(),
         };
         check_layout(&description)?;
-        let Some(m) = hnsw_m(&description) else {
-            let set = [
-                ("hnsw_m", requested.m),
-                ("hnsw_ef_construction", requested.ef_construction),
-                ("hnsw_ef_search", requested.ef_search),
-            ];
-            if let Some((field, _)) = set.iter().find(|(_, v)| v.is_some()) {
+        let (hnsw_m, ivf_nlist) = (hnsw_m(&description), ivf_nlist(&description)?);
+        let misplaced = |field: &'static str, kind: &str| IndexError::InvalidParameter {
+            field,
+            reason: format!("applies to {kind} indexes only; the index is {description:?}"),
+        };
+        if hnsw_m.is_none() {
+            if let Some(field) = requested.hnsw_fields().first() {
+                return Err(misplaced(field, "HNSW"));
+            }
+        }
+        if ivf_nlist.is_none() {
+            if let Some(field) = requested.ivf_fields().first() {
+                return Err(misplaced(field, "IVF"));
+            }
+        }
+        let mut spec = Self {
+            description: description.clone(),
+            hnsw: None,
+            ivf: None,
+        };
+        if let Some(m) = hnsw_m {
+            if let Some(asked) = requested.hnsw_m.filter(|&asked| asked != m) {
                 return Err(IndexError::InvalidParameter {
-                    field,
-                    reason: format!("applies to HNSW indexes only; the index is {description:?}"),
+                    field: "hnsw_m",
+                    reason: format!("{asked} contradicts the index {description:?} (M = {m})"),
                 });
             }
-            return Ok(Self {
-                description,
-                hnsw: None,
-            });
-        };
-        if let Some(asked) = requested.m.filter(|&asked| asked != m) {
-            return Err(IndexError::InvalidParameter {
-                field: "hnsw_m",
-                reason: format!("{asked} contradicts the index {description:?} (M = {m})"),
-            });
+            let hnsw = HnswParameters {
+                m,
+                ef_construction: requested
+                    .hnsw_ef_construction
+                    .unwrap_or(defaults.hnsw.ef_construction),
+                ef_search: requested.hnsw_ef_search.unwrap_or(defaults.hnsw.ef_search),
+            };
+            hnsw.check()?;
+            spec.hnsw = Some(hnsw);
         }
-        let hnsw = HnswParameters {
-            m,
-            ef_construction: requested
-                .ef_construction
-                .unwrap_or(defaults.ef_construction),
-            ef_search: requested.ef_search.unwrap_or(defaults.ef_search),
-        };
-        hnsw.check()?;
-        Ok(Self {
-            description,
-            hnsw: Some(hnsw),
-        })
+        if let Some(nlist) = ivf_nlist {
+            if let Some(asked) = requested.ivf_nlist.filter(|&asked| asked != nlist) {
+                return Err(IndexError::InvalidParameter {
+                    field: "ivf_nlist",
+                    reason: format!(
+                        "{asked} contradicts the index {description:?} (nlist = {nlist})"
+                    ),
+                });
+            }
+            let ivf = IvfParameters {
+                nlist,
+                nprobe: requested
+                    .ivf_nprobe
+                    .unwrap_or(defaults.ivf.nprobe.min(nlist)),
+            };
+            ivf.check()?;
+            spec.ivf = Some(ivf);
+        }
+        Ok(spec)
     }
 
     /// A spec as stored: the factory string and [`IndexSpec::parameters`]' text.
     pub fn from_stored(description: &str, parameters: &str) -> Result<Self, IndexError> {
-        let mut requested = HnswRequest::default();
+        let mut requested = IndexRequest::default();
         for pair in parameters.split(',').filter(|p| !p.trim().is_empty()) {
             let invalid = || IndexError::InvalidIndex {
                 description: description.to_string(),
@@ -110,29 +197,44 @@ impl IndexSpec {
             let (name, value) = pair.split_once('=').ok_or_else(invalid)?;
             let value: u32 = value.trim().parse().map_err(|_| invalid())?;
             match name.trim() {
-                "efConstruction" => requested.ef_construction = Some(value),
-                "efSearch" => requested.ef_search = Some(value),
+                "efConstruction" => requested.hnsw_ef_construction = Some(value),
+                "efSearch" => requested.hnsw_ef_search = Some(value),
+                "nprobe" => requested.ivf_nprobe = Some(value),
                 _ => return Err(invalid()),
             }
         }
         // Galleries recorded before parameters were stored ran FAISS's defaults.
-        let faiss_defaults = HnswParameters {
-            m: 32,
-            ef_construction: 40,
-            ef_search: 16,
+        let faiss_defaults = IndexDefaults {
+            hnsw: HnswParameters {
+                m: 32,
+                ef_construction: 40,
+                ef_search: 16,
+            },
+            ivf: IvfParameters {
+                nlist: 1024,
+                nprobe: 1,
+            },
         };
         Self::resolve(description, requested, faiss_defaults)
     }
 
     /// The parameters in FAISS `ParameterSpace` syntax, empty for a flat index.
     pub fn parameters(&self) -> String {
-        match self.hnsw {
-            Some(h) => format!(
+        match (self.hnsw, self.ivf) {
+            (Some(h), _) => format!(
                 "efConstruction={},efSearch={}",
                 h.ef_construction, h.ef_search
             ),
-            None => String::new(),
+            (None, Some(ivf)) => format!("nprobe={}", ivf.nprobe),
+            (None, None) => String::new(),
         }
+    }
+
+    /// Templates the gallery must hold before its IVF index is trained; None for
+    /// layouts that need no training.
+    pub(crate) fn train_size(&self) -> Option<usize> {
+        self.ivf
+            .map(|ivf| ivf.nlist as usize * TRAIN_POINTS_PER_LIST)
     }
 
     /// The factory string FAISS builds. `IDMap` becomes `IDMap2`: searches are the
@@ -146,9 +248,31 @@ impl IndexSpec {
     }
 
     /// Whether FAISS removes vectors from this index correctly (flat indexes only:
-    /// HNSW cannot, and IVF under an id map returns wrong ids after removal).
+    /// HNSW cannot, and IVF under an id map returns wrong ids after removal, so their
+    /// removed vectors stay in the index, unreachable, until a rebuild).
     pub(crate) fn removes_in_place(&self) -> bool {
         matches!(self.faiss_description().as_str(), "IDMap2,Flat")
+    }
+}
+
+impl IvfParameters {
+    pub fn check(&self) -> Result<(), IndexError> {
+        let out_of =
+            |field, value, range: std::ops::RangeInclusive<u32>| IndexError::InvalidParameter {
+                field,
+                reason: format!(
+                    "{value} is out of range {}..={}",
+                    range.start(),
+                    range.end()
+                ),
+            };
+        if !NLIST_RANGE.contains(&self.nlist) {
+            return Err(out_of("ivf_nlist", self.nlist, NLIST_RANGE));
+        }
+        if !(1..=self.nlist).contains(&self.nprobe) {
+            return Err(out_of("ivf_nprobe", self.nprobe, 1..=self.nlist));
+        }
+        Ok(())
     }
 }
 
@@ -191,6 +315,23 @@ fn check_layout(description: &str) -> Result<(), IndexError> {
     }
 }
 
+/// The nlist of an IVF layout, or None if not IVF. Only `IVF<n>,Flat` is supported:
+/// other IVF layouts (PQ, SQ codes) are refused.
+fn ivf_nlist(description: &str) -> Result<Option<u32>, IndexError> {
+    let Some(at) = description.find("IVF") else {
+        return Ok(None);
+    };
+    let rest = &description[at + 3..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    match (digits.parse::<u32>(), &rest[digits.len()..]) {
+        (Ok(nlist), ",Flat") => Ok(Some(nlist)),
+        _ => Err(IndexError::InvalidIndex {
+            description: description.to_string(),
+            reason: "the IVF layout must be IDMap2,IVF<nlist>,Flat (or \"ivf\")".into(),
+        }),
+    }
+}
+
 /// The M of an HNSW layout (`HNSW` alone means FAISS's 32), or None if not HNSW.
 fn hnsw_m(description: &str) -> Option<u32> {
     let at = description.find("HNSW")?;
@@ -205,22 +346,28 @@ fn hnsw_m(description: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
-    const DEFAULTS: HnswParameters = HnswParameters {
-        m: 16,
-        ef_construction: 100,
-        ef_search: 50,
+    const DEFAULTS: IndexDefaults = IndexDefaults {
+        hnsw: HnswParameters {
+            m: 16,
+            ef_construction: 100,
+            ef_search: 50,
+        },
+        ivf: IvfParameters {
+            nlist: 256,
+            nprobe: 8,
+        },
     };
 
     #[test]
     fn resolves_short_names_and_defaults() {
-        let flat = IndexSpec::resolve("flat", HnswRequest::default(), DEFAULTS).unwrap();
+        let flat = IndexSpec::resolve("flat", IndexRequest::default(), DEFAULTS).unwrap();
         assert_eq!(flat.description, "IDMap2,Flat");
-        assert_eq!(flat.hnsw, None);
+        assert_eq!((flat.hnsw, flat.ivf), (None, None));
         assert_eq!(flat.parameters(), "");
 
-        let asked = HnswRequest {
-            m: Some(24),
-            ef_search: Some(200),
+        let asked = IndexRequest {
+            hnsw_m: Some(24),
+            hnsw_ef_search: Some(200),
             ..Default::default()
         };
         let hnsw = IndexSpec::resolve("hnsw", asked, DEFAULTS).unwrap();
@@ -237,29 +384,66 @@ mod tests {
         let stored = IndexSpec::from_stored(&hnsw.description, &hnsw.parameters()).unwrap();
         assert_eq!(stored, hnsw);
 
-        let factory = IndexSpec::resolve("IDMap2,HNSW32", HnswRequest::default(), DEFAULTS);
+        let factory = IndexSpec::resolve("IDMap2,HNSW32", IndexRequest::default(), DEFAULTS);
         assert_eq!(factory.unwrap().hnsw.map(|h| h.m), Some(32));
+
+        let ivf = IndexSpec::resolve(
+            "ivf",
+            IndexRequest {
+                ivf_nlist: Some(64),
+                ..Default::default()
+            },
+            DEFAULTS,
+        )
+        .unwrap();
+        assert_eq!(ivf.description, "IDMap2,IVF64,Flat");
+        assert_eq!(
+            ivf.ivf,
+            Some(IvfParameters {
+                nlist: 64,
+                nprobe: 8
+            })
+        );
+        assert_eq!(ivf.parameters(), "nprobe=8");
+        assert_eq!(ivf.train_size(), Some(64 * TRAIN_POINTS_PER_LIST));
+        let stored = IndexSpec::from_stored(&ivf.description, &ivf.parameters()).unwrap();
+        assert_eq!(stored, ivf);
+        assert!(!ivf.removes_in_place());
     }
 
     #[test]
     fn names_the_field_of_a_bad_value() {
-        let field = |layout: &str, r: HnswRequest| match IndexSpec::resolve(layout, r, DEFAULTS) {
+        let field = |layout: &str, r: IndexRequest| match IndexSpec::resolve(layout, r, DEFAULTS) {
             Err(IndexError::InvalidParameter { field, .. }) => field,
             other => panic!("{other:?}"),
         };
-        let ef_search = |v| HnswRequest {
-            ef_search: Some(v),
+        let ef_search = |v| IndexRequest {
+            hnsw_ef_search: Some(v),
             ..Default::default()
         };
         assert_eq!(field("hnsw", ef_search(0)), "hnsw_ef_search");
         assert_eq!(field("flat", ef_search(10)), "hnsw_ef_search");
-        let m = |v| HnswRequest {
-            m: Some(v),
+        assert_eq!(field("ivf", ef_search(10)), "hnsw_ef_search");
+        let m = |v| IndexRequest {
+            hnsw_m: Some(v),
             ..Default::default()
         };
         assert_eq!(field("hnsw", m(1000)), "hnsw_m");
         assert_eq!(field("IDMap2,HNSW32", m(16)), "hnsw_m");
-        assert!(IndexSpec::resolve("HNSW32", HnswRequest::default(), DEFAULTS).is_err());
+        let ivf = |nlist, nprobe| IndexRequest {
+            ivf_nlist: nlist,
+            ivf_nprobe: nprobe,
+            ..Default::default()
+        };
+        assert_eq!(field("ivf", ivf(Some(8), None)), "ivf_nlist");
+        assert_eq!(field("ivf", ivf(Some(64), Some(65))), "ivf_nprobe");
+        assert_eq!(field("ivf", ivf(None, Some(0))), "ivf_nprobe");
+        assert_eq!(field("hnsw", ivf(None, Some(4))), "ivf_nprobe");
+        assert_eq!(field("IDMap2,IVF64,Flat", ivf(Some(32), None)), "ivf_nlist");
+        assert!(IndexSpec::resolve("HNSW32", IndexRequest::default(), DEFAULTS).is_err());
+        assert!(
+            IndexSpec::resolve("IDMap2,IVF64,PQ16", IndexRequest::default(), DEFAULTS).is_err()
+        );
         assert!(IndexSpec::from_stored("IDMap2,HNSW32", "nprobe=3").is_err());
     }
 

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use vargid_index::{HnswParameters, HnswRequest, IndexError, IndexSpec};
+use vargid_index::{
+    HnswParameters, IndexDefaults, IndexError, IndexRequest, IndexSpec, IvfParameters,
+};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -137,6 +139,26 @@ pub struct GallerySettings {
     pub match_threshold: f32,
     /// HNSW parameters for galleries whose request leaves them unset.
     pub hnsw: HnswSettings,
+    /// IVF parameters for galleries whose request leaves them unset.
+    pub ivf: IvfSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IvfSettings {
+    /// Cells, when the index is "ivf" (a factory string names its own).
+    pub nlist: u32,
+    pub nprobe: u32,
+}
+
+impl Default for IvfSettings {
+    fn default() -> Self {
+        let d = IvfParameters::default();
+        Self {
+            nlist: d.nlist,
+            nprobe: d.nprobe,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -160,18 +182,24 @@ impl Default for HnswSettings {
 }
 
 impl GallerySettings {
-    /// The defaults CreateGallery fills unset HNSW fields with.
-    pub fn hnsw_defaults(&self) -> HnswParameters {
-        HnswParameters {
-            m: self.hnsw.m,
-            ef_construction: self.hnsw.ef_construction,
-            ef_search: self.hnsw.ef_search,
+    /// The defaults CreateGallery fills unset HNSW and IVF fields with.
+    pub fn index_defaults(&self) -> IndexDefaults {
+        IndexDefaults {
+            hnsw: HnswParameters {
+                m: self.hnsw.m,
+                ef_construction: self.hnsw.ef_construction,
+                ef_search: self.hnsw.ef_search,
+            },
+            ivf: IvfParameters {
+                nlist: self.ivf.nlist,
+                nprobe: self.ivf.nprobe,
+            },
         }
     }
 
     /// The index of galleries created without one.
     pub fn default_index(&self) -> Result<IndexSpec, IndexError> {
-        IndexSpec::resolve(&self.index, HnswRequest::default(), self.hnsw_defaults())
+        IndexSpec::resolve(&self.index, IndexRequest::default(), self.index_defaults())
     }
 }
 
@@ -283,6 +311,7 @@ impl Default for GallerySettings {
             index: "IDMap2,Flat".into(),
             match_threshold: 0.36,
             hnsw: HnswSettings::default(),
+            ivf: IvfSettings::default(),
         }
     }
 }
@@ -401,13 +430,14 @@ impl Settings {
                  auth.allow_unauthenticated_remote = true to serve everyone",
             );
         }
-        if let Err(e) = self
-            .gallery
-            .hnsw_defaults()
+        let defaults = self.gallery.index_defaults();
+        if let Err(e) = defaults
+            .hnsw
             .check()
+            .and_then(|()| defaults.ivf.check())
             .and_then(|()| self.gallery.default_index().map(|_| ()))
         {
-            return bad(&format!("gallery.index / gallery.hnsw: {e}"));
+            return bad(&format!("gallery.index / gallery.hnsw / gallery.ivf: {e}"));
         }
         if !(-1.0..=1.0).contains(&self.gallery.match_threshold) {
             return bad("gallery.match_threshold must be a cosine similarity in [-1, 1]");

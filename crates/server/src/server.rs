@@ -277,7 +277,7 @@ pub async fn run(
             max_images_per_request: settings.limits.max_images_per_request,
             max_top_k: settings.limits.max_top_k,
             default_index: settings.gallery.index.clone(),
-            hnsw_defaults: settings.gallery.hnsw_defaults(),
+            index_defaults: settings.gallery.index_defaults(),
             match_threshold: settings.gallery.match_threshold,
             request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
         },

@@ -31,11 +31,25 @@ pub fn gallery_info(g: &LiveGallery) -> pb::GalleryInfo {
         face_count: g.index.face_count() as u64,
         identity_count: g.index.identity_count() as u64,
         created_at_unix_ms: g.record.created_at_unix_ms,
-        index_parameters: g.index.spec().hnsw.map(|h| pb::IndexParameters {
+        index_parameters: index_parameters(g.index.spec()),
+    }
+}
+
+/// The parameters in effect, None for a flat index.
+fn index_parameters(spec: &vargid_index::IndexSpec) -> Option<pb::IndexParameters> {
+    match (spec.hnsw, spec.ivf) {
+        (Some(h), _) => Some(pb::IndexParameters {
             hnsw_m: Some(h.m),
             hnsw_ef_construction: Some(h.ef_construction),
             hnsw_ef_search: Some(h.ef_search),
+            ..Default::default()
         }),
+        (None, Some(ivf)) => Some(pb::IndexParameters {
+            ivf_nlist: Some(ivf.nlist),
+            ivf_nprobe: Some(ivf.nprobe),
+            ..Default::default()
+        }),
+        (None, None) => None,
     }
 }
 

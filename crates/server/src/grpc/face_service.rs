@@ -25,7 +25,7 @@ pub struct ServiceLimits {
     /// CreateGallery's layout when a request names none (config `gallery.index`).
     pub default_index: String,
     /// CreateGallery's HNSW parameters when a request leaves them unset.
-    pub hnsw_defaults: vargid_index::HnswParameters,
+    pub index_defaults: vargid_index::IndexDefaults,
     /// The match threshold of galleries created without one.
     pub match_threshold: f32,
     /// The server's request timeout: the deadline of calls that send none.

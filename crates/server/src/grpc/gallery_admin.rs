@@ -2,7 +2,7 @@
 //! ImportGallery and CompactStorage.
 
 use tonic::{Request, Status};
-use vargid_index::{HnswRequest, IndexSpec};
+use vargid_index::{IndexRequest, IndexSpec};
 use vargid_proto::v1 as pb;
 use vargid_store::Change;
 
@@ -26,12 +26,14 @@ pub(super) async fn create_gallery(
         req.index.as_str()
     };
     let asked = req.index_parameters.unwrap_or_default();
-    let requested = HnswRequest {
-        m: asked.hnsw_m,
-        ef_construction: asked.hnsw_ef_construction,
-        ef_search: asked.hnsw_ef_search,
+    let requested = IndexRequest {
+        hnsw_m: asked.hnsw_m,
+        hnsw_ef_construction: asked.hnsw_ef_construction,
+        hnsw_ef_search: asked.hnsw_ef_search,
+        ivf_nlist: asked.ivf_nlist,
+        ivf_nprobe: asked.ivf_nprobe,
     };
-    let index = IndexSpec::resolve(layout, requested, svc.limits.hnsw_defaults)
+    let index = IndexSpec::resolve(layout, requested, svc.limits.index_defaults)
         .map_err(|e| status::gallery(e.into()))?;
     let threshold = convert::threshold(
         "match_threshold",
