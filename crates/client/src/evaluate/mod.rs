@@ -55,6 +55,12 @@ pub struct EvaluateArgs {
     /// are not enrolled (needed for FNIR at FPIR when nobody has a single photo).
     #[arg(long, value_name = "N")]
     pub unenrolled_every: Option<usize>,
+    /// Count faces below the server's quality gate (too small, low detector score) as
+    /// failures, as Identify would answer them. By default they are embedded anyway
+    /// from their landmarks, so the figures are the model's on every largest face, as
+    /// `vargface.evaluate` measures them; the report counts them either way.
+    #[arg(long)]
+    pub respect_quality_gate: bool,
     /// Calls in flight at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
@@ -134,17 +140,23 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
         offset += p.photos.len();
     }
     let at = |(p, i): (usize, usize)| first[p] + i;
-    let acquired = service::embed_all(client, &photos, args.concurrency).await?;
-    let embedding = |k: usize| match &acquired[k] {
-        Acquired::Embedding(e) => Some(e.clone()),
-        Acquired::Failed(_) => None,
-    };
+    let acquired =
+        service::embed_all(client, &photos, args.concurrency, args.respect_quality_gate).await?;
+    let embedding = |k: usize| acquired[k].embedding().map(<[f32]>::to_vec);
     let failures: Vec<(&PathBuf, &str)> = photos
         .iter()
         .zip(&acquired)
         .filter_map(|(path, a)| match a {
             Acquired::Failed(why) => Some((path, why.as_str())),
-            Acquired::Embedding(_) => None,
+            _ => None,
+        })
+        .collect();
+    let below_gate: Vec<(&PathBuf, &str)> = photos
+        .iter()
+        .zip(&acquired)
+        .filter_map(|(path, a)| match a {
+            Acquired::BelowGate(_, why) => Some((path, why.as_str())),
+            _ => None,
         })
         .collect();
 
@@ -207,10 +219,7 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
         .iter()
         .enumerate()
         .flat_map(|(p, person)| (0..person.photos.len()).map(move |i| (p, i)))
-        .filter_map(|r| match &acquired[at(r)] {
-            Acquired::Embedding(e) => Some((r.0, e.as_slice())),
-            Acquired::Failed(_) => None,
-        })
+        .filter_map(|r| Some((r.0, acquired[at(r)].embedding()?)))
         .collect();
     let (genuine, impostor) = pairs::score_pairs(&embedded);
     let far_points = with_target(&FAR_POINTS, args.target_far);
@@ -257,6 +266,8 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
         "photos": photos.len(),
         "failed_to_acquire": failures.len(),
         "failures": failures.iter().map(|(p, why)| json!({"file": p.display().to_string(), "reason": why})).collect::<Vec<_>>(),
+        "quality_gate": if args.respect_quality_gate { "respected" } else { "measured anyway" },
+        "below_quality_gate": below_gate.iter().map(|(p, why)| json!({"file": p.display().to_string(), "reason": why})).collect::<Vec<_>>(),
         "verification": has_pairs.then(|| verification_json(&verification)),
         "identification": identification.as_ref().map(|id| identification_json(id, split.gallery.len())),
         "suggested_thresholds": {
@@ -272,6 +283,7 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
         &verification,
         identification.as_ref(),
         &failures,
+        below_gate.len(),
     );
     let json_path = args.out.join("report.json");
     let text_path = args.out.join("report.txt");
@@ -294,16 +306,19 @@ fn text_report(
     v: &Verification,
     id: Option<&Identification>,
     failures: &[(&PathBuf, &str)],
+    below_gate: usize,
 ) -> String {
     let mut t = String::new();
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
     let _ = writeln!(
         t,
-        "{}: {} people, {} photos, {} without a usable face",
+        "{}: {} people, {} photos, {} without a face to measure, {below_gate} below the \
+         quality gate ({})",
         args.dir.display(),
         report["people"],
         report["photos"],
-        failures.len()
+        failures.len(),
+        report["quality_gate"].as_str().unwrap_or_default()
     );
     let _ = writeln!(
         t,
@@ -381,7 +396,7 @@ fn text_report(
         );
     }
     for (path, why) in failures.iter().take(20) {
-        let _ = writeln!(t, "  no usable face in {}: {why}", path.display());
+        let _ = writeln!(t, "  no face measured in {}: {why}", path.display());
     }
     if failures.len() > 20 {
         let _ = writeln!(t, "  ... {} more in report.json", failures.len() - 20);

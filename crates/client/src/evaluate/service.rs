@@ -22,7 +22,19 @@ const MAX_TEMPLATES_PER_IMPORT: usize = 10_000;
 #[derive(Debug, Clone)]
 pub enum Acquired {
     Embedding(Vec<f32>),
+    /// The largest face fell below the server's quality gate (the reason); it was
+    /// embedded anyway from its landmarks, as vargface.evaluate takes the largest face.
+    BelowGate(Vec<f32>, String),
     Failed(String),
+}
+
+impl Acquired {
+    pub fn embedding(&self) -> Option<&[f32]> {
+        match self {
+            Acquired::Embedding(e) | Acquired::BelowGate(e, _) => Some(e),
+            Acquired::Failed(_) => None,
+        }
+    }
 }
 
 /// Codes worth another try after a pause: the server is busy or restarting.
@@ -57,30 +69,43 @@ fn rejection(face: &pb::Face) -> String {
     }
 }
 
-async fn embed_one(client: Client, path: PathBuf) -> Result<Acquired, ClientError> {
-    let image = photo::read(&path)?;
+/// One Embed call of one image: its faces, or the server's refusal of the image.
+async fn faces_of(
+    client: &Client,
+    image: pb::Image,
+) -> Result<Result<Vec<pb::FaceEmbedding>, String>, ClientError> {
     let request = pb::EmbedRequest {
         images: vec![image],
     };
-    let reply = match with_backoff(|| {
+    match with_backoff(|| {
         let (mut client, request) = (client.clone(), request.clone());
         async move { client.embed(request).await }
     })
     .await
     {
-        Ok(r) => r.into_inner(),
+        Ok(r) => Ok(Ok(r
+            .into_inner()
+            .images
+            .into_iter()
+            .next()
+            .map(|i| i.faces)
+            .unwrap_or_default())),
         // The photo itself is bad (undecodable, too large): a failure of this photo.
-        Err(s) if s.code() == Code::InvalidArgument => {
-            return Ok(Acquired::Failed(s.message().to_string()))
-        }
-        Err(s) => return Err(ClientError::call("Embed")(s)),
+        Err(s) if s.code() == Code::InvalidArgument => Ok(Err(s.message().to_string())),
+        Err(s) => Err(ClientError::call("Embed")(s)),
+    }
+}
+
+async fn embed_one(
+    client: Client,
+    path: PathBuf,
+    respect_gate: bool,
+) -> Result<Acquired, ClientError> {
+    let image = photo::read(&path)?;
+    let faces = match faces_of(&client, image.clone()).await? {
+        Ok(faces) => faces,
+        Err(refused) => return Ok(Acquired::Failed(refused)),
     };
-    let faces = reply
-        .images
-        .into_iter()
-        .next()
-        .map(|i| i.faces)
-        .unwrap_or_default();
     let area = |f: &pb::FaceEmbedding| {
         let b = f.face.as_ref().and_then(|f| f.r#box).unwrap_or_default();
         b.width * b.height
@@ -89,11 +114,32 @@ async fn embed_one(client: Client, path: PathBuf) -> Result<Acquired, ClientErro
     let Some(largest) = faces.into_iter().max_by(|a, b| area(a).total_cmp(&area(b))) else {
         return Ok(Acquired::Failed("no face found".into()));
     };
-    if largest.embedding.is_empty() {
-        let face = largest.face.unwrap_or_default();
-        return Ok(Acquired::Failed(rejection(&face)));
+    if !largest.embedding.is_empty() {
+        return Ok(Acquired::Embedding(largest.embedding));
     }
-    Ok(Acquired::Embedding(largest.embedding))
+    let face = largest.face.unwrap_or_default();
+    let reason = rejection(&face);
+    let Some(landmarks) = face.landmarks.filter(|_| !respect_gate) else {
+        return Ok(Acquired::Failed(reason));
+    };
+    // Again with the face's landmarks: the server aligns them without the gate.
+    let again = pb::Image {
+        location: pb::FaceLocation::Landmarks as i32,
+        landmarks: Some(landmarks),
+        ..image
+    };
+    let embedding = match faces_of(&client, again).await? {
+        Ok(faces) => faces
+            .into_iter()
+            .next()
+            .map(|f| f.embedding)
+            .unwrap_or_default(),
+        Err(refused) => return Ok(Acquired::Failed(refused)),
+    };
+    if embedding.is_empty() {
+        return Ok(Acquired::Failed(reason));
+    }
+    Ok(Acquired::BelowGate(embedding, reason))
 }
 
 /// Embeds every photo, `concurrency` calls in flight, in the order given.
@@ -101,6 +147,7 @@ pub async fn embed_all(
     client: &Client,
     photos: &[PathBuf],
     concurrency: usize,
+    respect_gate: bool,
 ) -> Result<Vec<Acquired>, ClientError> {
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -127,7 +174,7 @@ pub async fn embed_all(
             .map_err(|_| ClientError::Failed("evaluate: stopped".into()))?;
         let (client, path) = (client.clone(), path.clone());
         tasks.spawn(async move {
-            let result = embed_one(client, path).await;
+            let result = embed_one(client, path, respect_gate).await;
             drop(permit);
             (index, result)
         });
