@@ -113,14 +113,24 @@ fn go_enroll_then_identify() {
             .output()
             .expect("running the Go example")
     };
-    let out = run(&["enroll", "--name", "Tony Blair", "tony", &photos[0], &photos[1]]);
+    let out = run(&[
+        "enroll",
+        "--name",
+        "Tony Blair",
+        "tony",
+        &photos[0],
+        &photos[1],
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("tony: 2 templates added, 2 in all"), "{stdout}");
+    assert!(
+        stdout.contains("tony: 2 templates added, 2 in all"),
+        "{stdout}"
+    );
 
     let out = run(&["identify", &photos[2]]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -130,7 +140,10 @@ fn go_enroll_then_identify() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("face 1 at"), "{stdout}");
-    assert!(stdout.contains("tony") && stdout.contains("MATCH"), "{stdout}");
+    assert!(
+        stdout.contains("tony") && stdout.contains("MATCH"),
+        "{stdout}"
+    );
 
     // A refused photo: the gRPC status code and the server's message, exit status 1.
     let readme = workspace_root().join("README.md");
