@@ -171,42 +171,16 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
     let identification = if split.gallery.is_empty() || split.mated.is_empty() {
         None
     } else {
-        let gallery = TemporaryGallery::create(client, model.clone()).await?;
-        let templates = split
-            .gallery
-            .iter()
-            .filter_map(|&r| Some((people[r.0].name.clone(), embedding(at(r))?)))
-            .collect();
-        let probes: Vec<(Option<String>, usize)> = split
-            .mated
-            .iter()
-            .map(|&r| (Some(people[r.0].name.clone()), at(r)))
-            .chain(split.non_mated.iter().map(|&r| (None, at(r))))
-            .collect();
-        let searchable: Vec<Vec<f32>> = probes.iter().filter_map(|(_, k)| embedding(*k)).collect();
-        let searched = async {
-            gallery.import(client, templates).await?;
-            gallery
-                .search_all(client, searchable, args.ranks, args.concurrency)
-                .await
-        }
-        .await;
-        // The gallery goes whatever happened; the first error is the one reported.
-        let dropped = gallery.drop_gallery(client).await;
-        let mut found = searched?.into_iter();
-        dropped?;
-        let searches: Vec<Search> = probes
-            .into_iter()
-            .map(|(truth, k)| Search {
-                truth,
-                // A photo without a face is searched with nothing: a miss.
-                candidates: if embedding(k).is_some() {
-                    found.next().unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
-            })
-            .collect();
+        let searches = search_split(
+            client,
+            &model,
+            &split,
+            |r| people[r.0].name.clone(),
+            |r| embedding(at(r)),
+            args.ranks,
+            args.concurrency,
+        )
+        .await?;
         Some(metrics::identification(
             &searches,
             args.ranks as usize,
@@ -297,6 +271,56 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
         print!("{text}");
     }
     Ok(())
+}
+
+/// 1:N through the server: the split's enrolled photos imported into a temporary flat
+/// gallery (dropped afterwards, whatever happened), then every mated and non-mated
+/// photo searched by template. A photo without an embedding is a search with no
+/// candidates: a miss.
+async fn search_split(
+    client: &mut Client,
+    model: &pb::ModelTag,
+    split: &split::Split,
+    person: impl Fn(split::PhotoRef) -> String,
+    embedding: impl Fn(split::PhotoRef) -> Option<Vec<f32>>,
+    ranks: u32,
+    concurrency: usize,
+) -> Result<Vec<Search>, ClientError> {
+    let gallery = TemporaryGallery::create(client, model.clone()).await?;
+    let templates = split
+        .gallery
+        .iter()
+        .filter_map(|&r| Some((person(r), embedding(r)?)))
+        .collect();
+    let probes: Vec<(Option<String>, Option<Vec<f32>>)> = split
+        .mated
+        .iter()
+        .map(|&r| (Some(person(r)), embedding(r)))
+        .chain(split.non_mated.iter().map(|&r| (None, embedding(r))))
+        .collect();
+    let searchable: Vec<Vec<f32>> = probes.iter().filter_map(|(_, e)| e.clone()).collect();
+    let searched = async {
+        gallery.import(client, templates).await?;
+        gallery
+            .search_all(client, searchable, ranks, concurrency)
+            .await
+    }
+    .await;
+    // The first error is the one reported.
+    let dropped = gallery.drop_gallery(client).await;
+    let mut found = searched?.into_iter();
+    dropped?;
+    Ok(probes
+        .into_iter()
+        .map(|(truth, e)| Search {
+            truth,
+            candidates: if e.is_some() {
+                found.next().unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect())
 }
 
 fn text_report(
