@@ -203,11 +203,7 @@ async fn metrics_count_batches_and_requests() {
 
     let addr = server.metrics.as_deref().expect("metrics endpoint");
     let body = http_get(addr, "/metrics").await;
-    let value = |series: &str| -> f64 {
-        body.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{series} not in metrics:\n{body}"))
-    };
+    let value = |series: &str| metric(&body, series);
     assert_eq!(
         value("vargid_requests_total{method=\"Embed\",code=\"OK\"}"),
         6.0
@@ -262,11 +258,7 @@ async fn identify_scores_reach_the_metrics_and_the_drift_log() {
     }
     let addr = server.metrics.as_deref().expect("metrics endpoint");
     let body = http_get(addr, "/metrics").await;
-    let value = |series: &str| -> f64 {
-        body.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("{series} not in metrics:\n{body}"))
-    };
+    let value = |series: &str| metric(&body, series);
     assert_eq!(
         value("vargid_identify_top1_score_count{gallery=\"default\"}"),
         3.0
@@ -288,6 +280,13 @@ async fn identify_scores_reach_the_metrics_and_the_drift_log() {
             && line.contains("match_rate=0.667"),
         "{line}"
     );
+}
+
+/// The value of one series (name and labels as exposed) in a metrics page.
+fn metric(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{series} not in metrics:\n{body}"))
 }
 
 /// A minimal HTTP/1.0 GET (no client crate needed for one request).

@@ -202,17 +202,8 @@ fn template(i: usize, dim: usize, jitter: f32) -> Vec<f32> {
 async fn search_by_template_matches_search_by_photo_and_checks_the_model() {
     let server = Server::start(&[]);
     let mut client = server.client().await;
-    let info = client
-        .get_service_info(pb::GetServiceInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let dim = info.embedding_size as usize;
-    let model = pb::ModelTag {
-        name: info.model_name.clone(),
-        version: info.model_version.clone(),
-        embedding_size: info.embedding_size,
-    };
+    let model = common::served_model(&mut client).await;
+    let dim = model.embedding_size as usize;
     client
         .create_gallery(create("g", "hnsw", hnsw(Some(16), None, Some(64))))
         .await
@@ -427,17 +418,8 @@ async fn ivf_gallery_trains_keeps_ids_right_across_deletes_and_restarts() {
     let data = TempDir::new("ivf-gallery");
     let mut server = Server::start_in(&data.0, &[]);
     let mut client = server.client().await;
-    let info = client
-        .get_service_info(pb::GetServiceInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let dim = info.embedding_size as usize;
-    let model = pb::ModelTag {
-        name: info.model_name.clone(),
-        version: info.model_version.clone(),
-        embedding_size: info.embedding_size,
-    };
+    let model = common::served_model(&mut client).await;
+    let dim = model.embedding_size as usize;
     client
         .create_gallery(create("v", "ivf", ivf(Some(16), Some(4))))
         .await

@@ -6,7 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{expect_status, lfw_photos, raw_image, workspace_root, Server};
+use common::{
+    cosine, expect_status, first_face_embeddings, lfw_photos, raw_image, workspace_root, Server,
+};
 use image::{imageops, RgbImage};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -106,26 +108,8 @@ async fn sface_serves_as_the_alternative_model_with_its_own_tag() {
     assert!(right >= 18, "{right} of {} at rank 1", people.len());
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb)
-}
-
 async fn embed(client: &mut FaceServiceClient<Channel>, crops: &[&RgbImage]) -> Vec<Vec<f32>> {
-    let reply = client
-        .embed(pb::EmbedRequest {
-            images: crops.iter().map(|c| raw_image(c)).collect(),
-        })
-        .await
-        .expect("embed")
-        .into_inner();
-    reply
-        .images
-        .into_iter()
-        .map(|i| i.faces[0].embedding.clone())
-        .collect()
+    first_face_embeddings(client, crops.iter().map(|c| raw_image(c)).collect()).await
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{binary, lfw_crop, raw_image, workspace_root, Server};
+use common::{binary, cosine, first_face_embeddings, lfw_crop, raw_image, workspace_root, Server};
 use vargid_proto::v1 as pb;
 
 /// Written by `scripts/install-ort-openvino.sh` (part of `make deps`).
@@ -22,27 +22,8 @@ fn openvino_library() -> std::path::PathBuf {
     path
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb)
-}
-
 async fn embeddings(server: &Server, images: &[pb::Image]) -> Vec<Vec<f32>> {
-    let mut client = server.client().await;
-    let reply = client
-        .embed(pb::EmbedRequest {
-            images: images.to_vec(),
-        })
-        .await
-        .expect("embed")
-        .into_inner();
-    reply
-        .images
-        .into_iter()
-        .map(|i| i.faces[0].embedding.clone())
-        .collect()
+    first_face_embeddings(&mut server.client().await, images.to_vec()).await
 }
 
 #[tokio::test]

@@ -10,18 +10,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
 use tonic::Code;
 use vargid_proto::v1 as pb;
 
 use crate::connection::{Client, ConnectArgs};
 use crate::progress::Progress;
-use crate::{labelled, photo, ClientError};
+use crate::{concurrent, labelled, photo, ClientError};
 
 /// Metadata key holding the digest of the files an identity was enrolled from.
 pub const SOURCE_KEY: &str = "vargid.source";
@@ -241,44 +239,29 @@ pub async fn run(client: &Client, args: EnrollArgs) -> Result<(), ClientError> {
     };
     let total = people.len();
     let mut progress = Progress::new("enroll", "identities", total);
-    let limit = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut results = Vec::with_capacity(total);
-    let mut finished = |joined: Result<_, tokio::task::JoinError>| {
-        let (order, id, result) =
-            joined.map_err(|e| ClientError::Failed(format!("enroll task: {e}")))?;
-        results.push((order, id, result));
-        progress.done(results.len());
-        Ok::<(), ClientError>(())
-    };
-    for (order, person) in people.into_iter().enumerate() {
-        // Count what finished while earlier identities were still being sent.
-        while let Some(joined) = tasks.try_join_next() {
-            finished(joined)?;
-        }
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ClientError::Failed("enroll: stopped".into()))?;
-        let (client, gallery) = (client.clone(), args.gallery.clone());
-        let id = person.identity_id.clone();
-        tasks.spawn(async move {
-            let result = enroll_person(client, person, gallery, args.use_largest_face).await;
-            drop(permit);
-            (order, id, result)
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        finished(joined)?;
-    }
+    let results = concurrent::in_order(
+        people,
+        args.concurrency,
+        |person| {
+            let (client, gallery) = (client.clone(), args.gallery.clone());
+            let id = person.identity_id.clone();
+            let use_largest_face = args.use_largest_face;
+            async move {
+                (
+                    id,
+                    enroll_person(client, person, gallery, use_largest_face).await,
+                )
+            }
+        },
+        |n| progress.done(n),
+    )
+    .await?;
     progress.finish();
-    results.sort_by_key(|(order, ..)| *order);
 
     let (mut enrolled, mut photos, mut skipped, mut failed) = (0, 0, 0, 0);
     let mut rejected = Vec::new();
     let mut problems = Vec::new();
-    for (_, id, result) in results {
+    for (id, result) in results {
         match result {
             Err(e) => {
                 failed += 1;

@@ -2,6 +2,7 @@
 //! over gRPC (address, TLS and API key from flags or `VARGID_*` variables).
 
 mod annotate;
+mod concurrent;
 mod connection;
 mod enroll;
 mod error;

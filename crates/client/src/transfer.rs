@@ -17,7 +17,7 @@ use crate::progress::Progress;
 use crate::{json, ClientError};
 
 /// ImportGallery takes at most this many templates a request.
-const MAX_TEMPLATES_PER_IMPORT: usize = 10_000;
+pub(crate) const MAX_TEMPLATES_PER_IMPORT: usize = 10_000;
 
 #[derive(Args, Debug)]
 pub struct TransferArgs {
@@ -114,7 +114,8 @@ pub async fn export(client: &mut Client, args: TransferArgs) -> Result<(), Clien
     Ok(())
 }
 
-async fn send(
+/// One ImportGallery call with the batch (emptied); (identities, templates) imported.
+pub(crate) async fn send(
     client: &mut Client,
     gallery: &str,
     model: &pb::ModelTag,

@@ -290,11 +290,12 @@ impl Gallery {
         }
         // An IVF gallery's snapshot is its trained index, or its staging flat one (no
         // `nprobe`) when it was written before the gallery held enough to train.
-        let staging = spec.train_size().is_some() && apply_parameters(&index, spec).is_err();
+        let applied = apply_parameters(&index, spec);
+        let staging = spec.train_size().is_some() && applied.is_err();
         let applied = if staging {
             Ok(())
         } else {
-            apply_parameters(&index, spec).and_then(|()| match spec.ivf {
+            applied.and_then(|()| match spec.ivf {
                 Some(_) => enable_direct_map(&index, spec),
                 None => Ok(()),
             })

@@ -269,6 +269,44 @@ pub fn raw_image(img: &RgbImage) -> pb::Image {
     }
 }
 
+/// Cosine similarity of two embeddings (of any norm).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+/// The embedding of the first face of each image, from one Embed call.
+pub async fn first_face_embeddings(
+    client: &mut FaceServiceClient<Channel>,
+    images: Vec<pb::Image>,
+) -> Vec<Vec<f32>> {
+    client
+        .embed(pb::EmbedRequest { images })
+        .await
+        .expect("embed")
+        .into_inner()
+        .images
+        .into_iter()
+        .map(|i| i.faces[0].embedding.clone())
+        .collect()
+}
+
+/// The model tag of the server's model (what ImportGallery and search by template take).
+pub async fn served_model(client: &mut FaceServiceClient<Channel>) -> pb::ModelTag {
+    let info = client
+        .get_service_info(pb::GetServiceInfoRequest {})
+        .await
+        .expect("service info")
+        .into_inner();
+    pb::ModelTag {
+        name: info.model_name,
+        version: info.model_version,
+        embedding_size: info.embedding_size,
+    }
+}
+
 /// Asserts a failed call's code and that its message names each of `words`.
 pub fn expect_status<T: std::fmt::Debug>(
     result: Result<tonic::Response<T>, tonic::Status>,

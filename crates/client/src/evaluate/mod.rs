@@ -142,23 +142,17 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
     let at = |(p, i): (usize, usize)| first[p] + i;
     let acquired =
         service::embed_all(client, &photos, args.concurrency, args.respect_quality_gate).await?;
-    let embedding = |k: usize| acquired[k].embedding().map(<[f32]>::to_vec);
-    let failures: Vec<(&PathBuf, &str)> = photos
-        .iter()
-        .zip(&acquired)
-        .filter_map(|(path, a)| match a {
-            Acquired::Failed(why) => Some((path, why.as_str())),
-            _ => None,
-        })
-        .collect();
-    let below_gate: Vec<(&PathBuf, &str)> = photos
-        .iter()
-        .zip(&acquired)
-        .filter_map(|(path, a)| match a {
-            Acquired::BelowGate(_, why) => Some((path, why.as_str())),
-            _ => None,
-        })
-        .collect();
+    let embedding = |k: usize| acquired[k].embedding();
+    // Photos without a face to measure, and those measured below the quality gate.
+    let mut failures: Vec<(&PathBuf, &str)> = Vec::new();
+    let mut below_gate: Vec<(&PathBuf, &str)> = Vec::new();
+    for (path, a) in photos.iter().zip(&acquired) {
+        match a {
+            Acquired::Failed(why) => failures.push((path, why)),
+            Acquired::BelowGate(_, why) => below_gate.push((path, why)),
+            Acquired::Embedding(_) => {}
+        }
+    }
 
     // 1:N, through the server.
     let counts: Vec<usize> = people.iter().map(|p| p.photos.len()).collect();
@@ -193,7 +187,7 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
         .iter()
         .enumerate()
         .flat_map(|(p, person)| (0..person.photos.len()).map(move |i| (p, i)))
-        .filter_map(|r| Some((r.0, acquired[at(r)].embedding()?)))
+        .filter_map(|r| Some((r.0, embedding(at(r))?)))
         .collect();
     let (genuine, impostor) = pairs::score_pairs(&embedded);
     let far_points = with_target(&FAR_POINTS, args.target_far);
@@ -277,12 +271,12 @@ pub async fn run(client: &mut Client, args: EvaluateArgs) -> Result<(), ClientEr
 /// gallery (dropped afterwards, whatever happened), then every mated and non-mated
 /// photo searched by template. A photo without an embedding is a search with no
 /// candidates: a miss.
-async fn search_split(
+async fn search_split<'a>(
     client: &mut Client,
     model: &pb::ModelTag,
     split: &split::Split,
     person: impl Fn(split::PhotoRef) -> String,
-    embedding: impl Fn(split::PhotoRef) -> Option<Vec<f32>>,
+    embedding: impl Fn(split::PhotoRef) -> Option<&'a [f32]>,
     ranks: u32,
     concurrency: usize,
 ) -> Result<Vec<Search>, ClientError> {
@@ -290,15 +284,18 @@ async fn search_split(
     let templates = split
         .gallery
         .iter()
-        .filter_map(|&r| Some((person(r), embedding(r)?)))
+        .filter_map(|&r| Some((person(r), embedding(r)?.to_vec())))
         .collect();
-    let probes: Vec<(Option<String>, Option<Vec<f32>>)> = split
+    let probes: Vec<(Option<String>, Option<&[f32]>)> = split
         .mated
         .iter()
         .map(|&r| (Some(person(r)), embedding(r)))
         .chain(split.non_mated.iter().map(|&r| (None, embedding(r))))
         .collect();
-    let searchable: Vec<Vec<f32>> = probes.iter().filter_map(|(_, e)| e.clone()).collect();
+    let searchable: Vec<Vec<f32>> = probes
+        .iter()
+        .filter_map(|(_, e)| e.map(<[f32]>::to_vec))
+        .collect();
     let searched = async {
         gallery.import(client, templates).await?;
         gallery

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::combinators::LogCoord;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -30,11 +32,20 @@ fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, v: &Verification) -> Drawn {
+type RateChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, RangedCoordf64>>;
+
+/// The ROC's and the DET's frame: a rate on a log axis from `lowest` to 1 against a rate
+/// from 0 to 1, with the curve `points` (those left of `lowest` dropped) drawn in it.
+fn rate_curve<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    lowest: f64,
+    points: impl Iterator<Item = (f64, f64)>,
+) -> Result<RateChart<'a, DB>, String> {
     root.fill(&WHITE).map_err(text)?;
-    let lowest = 1.0 / (v.impostor_pairs.max(10) as f64);
     let mut chart = ChartBuilder::on(root)
-        .caption("1:1 verification: ROC", (FONT, 24))
+        .caption(caption, (FONT, 24))
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(60)
@@ -42,20 +53,30 @@ fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, v: &Verification) -> D
         .map_err(text)?;
     chart
         .configure_mesh()
-        .x_desc("false accept rate (FAR)")
-        .y_desc("true accept rate (TAR)")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .x_label_formatter(&decade)
         .label_style((FONT, 15))
         .draw()
         .map_err(text)?;
-    let points = v
-        .roc
-        .iter()
-        .filter(|p| p.far >= lowest)
-        .map(|p| (p.far, p.tar));
     chart
-        .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            points.filter(|p| p.0 >= lowest),
+            BLUE.stroke_width(2),
+        ))
         .map_err(text)?;
+    Ok(chart)
+}
+
+fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, v: &Verification) -> Drawn {
+    let lowest = 1.0 / (v.impostor_pairs.max(10) as f64);
+    let mut chart = rate_curve(
+        root,
+        "1:1 verification: ROC",
+        ("false accept rate (FAR)", "true accept rate (TAR)"),
+        lowest,
+        v.roc.iter().map(|p| (p.far, p.tar)),
+    )?;
     chart
         .draw_series(
             v.at_far
@@ -77,31 +98,16 @@ fn roc<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, v: &Verification) -> D
 }
 
 fn det<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, id: &Identification) -> Drawn {
-    root.fill(&WHITE).map_err(text)?;
-    let lowest = 1.0 / (id.non_mated.max(10) as f64);
-    let mut chart = ChartBuilder::on(root)
-        .caption("1:N identification: DET", (FONT, 24))
-        .margin(20)
-        .x_label_area_size(50)
-        .y_label_area_size(60)
-        .build_cartesian_2d((lowest..1f64).log_scale(), 0f64..1f64)
-        .map_err(text)?;
-    chart
-        .configure_mesh()
-        .x_desc("false positive identification rate (FPIR)")
-        .y_desc("false negative identification rate (FNIR)")
-        .x_label_formatter(&decade)
-        .label_style((FONT, 15))
-        .draw()
-        .map_err(text)?;
-    let points = id
-        .det
-        .iter()
-        .filter(|p| p.fpir >= lowest)
-        .map(|p| (p.fpir, p.fnir));
-    chart
-        .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
-        .map_err(text)?;
+    rate_curve(
+        root,
+        "1:N identification: DET",
+        (
+            "false positive identification rate (FPIR)",
+            "false negative identification rate (FNIR)",
+        ),
+        1.0 / (id.non_mated.max(10) as f64),
+        id.det.iter().map(|p| (p.fpir, p.fnir)),
+    )?;
     root.present().map_err(text)
 }
 

@@ -4,19 +4,15 @@
 //! template for every search, then `DropGallery`). Each photo is embedded once.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tonic::Code;
 use vargid_proto::v1 as pb;
 
 use crate::connection::Client;
 use crate::progress::Progress;
-use crate::{photo, ClientError};
-
-/// ImportGallery takes at most this many templates a request.
-const MAX_TEMPLATES_PER_IMPORT: usize = 10_000;
+use crate::transfer::{self, MAX_TEMPLATES_PER_IMPORT};
+use crate::{concurrent, photo, ClientError};
 
 /// What a photo gave: the embedding of its largest face, or why there is none.
 #[derive(Debug, Clone)]
@@ -149,44 +145,16 @@ pub async fn embed_all(
     concurrency: usize,
     respect_gate: bool,
 ) -> Result<Vec<Acquired>, ClientError> {
-    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
     let mut progress = Progress::new("evaluate", "photos", photos.len());
-    let mut out: Vec<Option<Acquired>> = vec![None; photos.len()];
-    let mut done = 0;
-    let mut finished = |joined: Result<(usize, Result<Acquired, ClientError>), _>| {
-        let (index, result) = joined.map_err(|e: tokio::task::JoinError| {
-            ClientError::Failed(format!("evaluate task: {e}"))
-        })?;
-        out[index] = Some(result?);
-        done += 1;
-        progress.done(done);
-        Ok::<(), ClientError>(())
-    };
-    for (index, path) in photos.iter().enumerate() {
-        while let Some(joined) = tasks.try_join_next() {
-            finished(joined)?;
-        }
-        let permit = limit
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ClientError::Failed("evaluate: stopped".into()))?;
-        let (client, path) = (client.clone(), path.clone());
-        tasks.spawn(async move {
-            let result = embed_one(client, path, respect_gate).await;
-            drop(permit);
-            (index, result)
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        finished(joined)?;
-    }
+    let acquired = concurrent::in_order(
+        photos,
+        concurrency,
+        |path| embed_one(client.clone(), path.clone(), respect_gate),
+        |n| progress.done(n),
+    )
+    .await?;
     progress.finish();
-    Ok(out
-        .into_iter()
-        .map(|a| a.unwrap_or_else(|| Acquired::Failed("not embedded".into())))
-        .collect())
+    acquired.into_iter().collect()
 }
 
 /// A gallery that exists for one evaluation: created empty, dropped afterwards.
@@ -219,31 +187,24 @@ impl TemporaryGallery {
         client: &mut Client,
         templates: Vec<(String, Vec<f32>)>,
     ) -> Result<(), ClientError> {
-        let mut rest = templates.into_iter().peekable();
-        while rest.peek().is_some() {
-            let identities = rest
-                .by_ref()
-                .take(MAX_TEMPLATES_PER_IMPORT)
-                .map(|(id, embedding)| pb::ExportedIdentity {
-                    identity: Some(pb::Identity {
-                        identity_id: id.clone(),
-                        display_name: id,
-                        ..Default::default()
-                    }),
-                    templates: vec![pb::Template {
-                        face_id: 0,
-                        embedding,
-                    }],
-                })
-                .collect();
-            client
-                .import_gallery(pb::ImportGalleryRequest {
-                    gallery: self.name.clone(),
-                    model: Some(self.model.clone()),
-                    identities,
-                })
-                .await
-                .map_err(ClientError::call("ImportGallery"))?;
+        let mut identities: Vec<pb::ExportedIdentity> = templates
+            .into_iter()
+            .map(|(id, embedding)| pb::ExportedIdentity {
+                identity: Some(pb::Identity {
+                    identity_id: id.clone(),
+                    display_name: id,
+                    ..Default::default()
+                }),
+                templates: vec![pb::Template {
+                    face_id: 0,
+                    embedding,
+                }],
+            })
+            .collect();
+        while !identities.is_empty() {
+            let take = identities.len().min(MAX_TEMPLATES_PER_IMPORT);
+            let mut batch: Vec<_> = identities.drain(..take).collect();
+            transfer::send(client, &self.name, &self.model, &mut batch).await?;
         }
         Ok(())
     }
@@ -256,53 +217,48 @@ impl TemporaryGallery {
         top_k: u32,
         concurrency: usize,
     ) -> Result<Vec<Vec<(String, f32)>>, ClientError> {
-        let limit = Arc::new(Semaphore::new(concurrency.max(1)));
-        let mut tasks = tokio::task::JoinSet::new();
-        let total = probes.len();
-        for (index, embedding) in probes.into_iter().enumerate() {
-            let permit = limit
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| ClientError::Failed("evaluate: stopped".into()))?;
-            let client = client.clone();
-            let request = pb::IdentifyRequest {
-                top_k,
-                gallery: self.name.clone(),
-                probe_template: Some(pb::ProbeTemplate {
-                    model: Some(self.model.clone()),
-                    embedding,
-                }),
-                ..Default::default()
-            };
-            tasks.spawn(async move {
-                let reply = with_backoff(|| {
-                    let (mut client, request) = (client.clone(), request.clone());
-                    async move { client.identify(request).await }
-                })
-                .await;
-                drop(permit);
-                (index, reply)
-            });
-        }
-        let mut out = vec![Vec::new(); total];
-        while let Some(joined) = tasks.join_next().await {
-            let (index, reply) =
-                joined.map_err(|e| ClientError::Failed(format!("evaluate task: {e}")))?;
-            let reply = reply.map_err(ClientError::call("Identify"))?.into_inner();
-            out[index] = reply
-                .faces
-                .into_iter()
-                .next()
-                .map(|f| {
-                    f.candidates
-                        .into_iter()
-                        .map(|c| (c.identity_id, c.score))
-                        .collect()
-                })
-                .unwrap_or_default();
-        }
-        Ok(out)
+        let replies = concurrent::in_order(
+            probes,
+            concurrency,
+            |embedding| {
+                let request = pb::IdentifyRequest {
+                    top_k,
+                    gallery: self.name.clone(),
+                    probe_template: Some(pb::ProbeTemplate {
+                        model: Some(self.model.clone()),
+                        embedding,
+                    }),
+                    ..Default::default()
+                };
+                let client = client.clone();
+                async move {
+                    with_backoff(|| {
+                        let (mut client, request) = (client.clone(), request.clone());
+                        async move { client.identify(request).await }
+                    })
+                    .await
+                }
+            },
+            |_| {},
+        )
+        .await?;
+        replies
+            .into_iter()
+            .map(|reply| {
+                let reply = reply.map_err(ClientError::call("Identify"))?.into_inner();
+                Ok(reply
+                    .faces
+                    .into_iter()
+                    .next()
+                    .map(|f| {
+                        f.candidates
+                            .into_iter()
+                            .map(|c| (c.identity_id, c.score))
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            })
+            .collect()
     }
 
     pub async fn drop_gallery(self, client: &mut Client) -> Result<(), ClientError> {
