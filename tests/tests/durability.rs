@@ -70,7 +70,13 @@ async fn acknowledged_enrollments_survive_sigkill_with_hnsw() {
 }
 
 async fn survive_sigkill(index: &str) {
-    let env = [("VARGID_GALLERY__INDEX", index)];
+    // efSearch far above the default: the unenrolled probes' best matches are near-ties
+    // among random templates, which a rebuilt graph must find as the first one did;
+    // at this size the search is then exact in practice.
+    let env = [
+        ("VARGID_GALLERY__INDEX", index),
+        ("VARGID_GALLERY__HNSW__EF_SEARCH", "1024"),
+    ];
     let data = TempDir::new("crash");
     let photos = lfw_photos();
     let seed = std::time::SystemTime::now()
@@ -229,7 +235,13 @@ async fn ten_thousand_templates_survive_restarts_with_hnsw() {
 }
 
 async fn survive_restarts(index: &str) {
-    let env = [("VARGID_GALLERY__INDEX", index)];
+    // efSearch far above the default: the unenrolled probes' best matches are near-ties
+    // among random templates, which a rebuilt graph must find as the first one did;
+    // at this size the search is then exact in practice.
+    let env = [
+        ("VARGID_GALLERY__INDEX", index),
+        ("VARGID_GALLERY__HNSW__EF_SEARCH", "1024"),
+    ];
     let data = TempDir::new("restart");
     let mut server = Server::start_in(&data.0, &env);
     let mut client = server.client().await;
