@@ -9,8 +9,10 @@ use tokio::sync::Semaphore;
 use crate::ClientError;
 
 /// Runs `call(item)` for every item, at most `concurrency` at once, and returns the
-/// outputs in the items' order. `done(n)` hears each time the n-th call finishes, also
-/// while later calls are still being started, so progress shows from the first answer.
+/// outputs in the items' order. The first call that fails stops the rest (they are
+/// aborted) and its error is returned. `done(n)` hears each time the n-th call
+/// finishes, also while later calls are still being started, so progress shows from the
+/// first answer.
 pub async fn in_order<I, T, F, Fut>(
     items: impl IntoIterator<Item = I>,
     concurrency: usize,
@@ -19,18 +21,18 @@ pub async fn in_order<I, T, F, Fut>(
 ) -> Result<Vec<T>, ClientError>
 where
     F: Fn(I) -> Fut,
-    Fut: Future<Output = T> + Send + 'static,
+    Fut: Future<Output = Result<T, ClientError>> + Send + 'static,
     T: Send + 'static,
 {
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let mut out: Vec<Option<T>> = Vec::new();
     let mut finished = 0;
-    let mut collect = |joined: Result<(usize, T), tokio::task::JoinError>,
+    let mut collect = |joined: Result<(usize, Result<T, ClientError>), tokio::task::JoinError>,
                        out: &mut Vec<Option<T>>| {
         let (index, value) =
             joined.map_err(|e| ClientError::Failed(format!("a call task: {e}")))?;
-        out[index] = Some(value);
+        out[index] = Some(value?);
         finished += 1;
         done(finished);
         Ok::<(), ClientError>(())
@@ -55,6 +57,6 @@ where
     while let Some(joined) = tasks.join_next().await {
         collect(joined, &mut out)?;
     }
-    // Every task answered exactly once above.
+    // Every task answered exactly once above (dropping `tasks` on an error aborts the rest).
     Ok(out.into_iter().flatten().collect())
 }

@@ -246,11 +246,12 @@ pub async fn run(client: &Client, args: EnrollArgs) -> Result<(), ClientError> {
             let (client, gallery) = (client.clone(), args.gallery.clone());
             let id = person.identity_id.clone();
             let use_largest_face = args.use_largest_face;
+            // An identity's failure is reported with it, not a reason to stop the others.
             async move {
-                (
+                Ok((
                     id,
                     enroll_person(client, person, gallery, use_largest_face).await,
-                )
+                ))
             }
         },
         |n| progress.done(n),

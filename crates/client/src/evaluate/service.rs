@@ -154,7 +154,7 @@ pub async fn embed_all(
     )
     .await?;
     progress.finish();
-    acquired.into_iter().collect()
+    Ok(acquired)
 }
 
 /// A gallery that exists for one evaluation: created empty, dropped afterwards.
@@ -237,16 +237,17 @@ impl TemporaryGallery {
                         async move { client.identify(request).await }
                     })
                     .await
+                    .map_err(ClientError::call("Identify"))
                 }
             },
             |_| {},
         )
         .await?;
-        replies
+        Ok(replies
             .into_iter()
             .map(|reply| {
-                let reply = reply.map_err(ClientError::call("Identify"))?.into_inner();
-                Ok(reply
+                reply
+                    .into_inner()
                     .faces
                     .into_iter()
                     .next()
@@ -256,9 +257,9 @@ impl TemporaryGallery {
                             .map(|c| (c.identity_id, c.score))
                             .collect()
                     })
-                    .unwrap_or_default())
+                    .unwrap_or_default()
             })
-            .collect()
+            .collect())
     }
 
     pub async fn drop_gallery(self, client: &mut Client) -> Result<(), ClientError> {
