@@ -35,7 +35,7 @@ struct Args {
     data: PathBuf,
     sizes: Vec<usize>,
     queries: usize,
-    /// "hnsw" or "ivf".
+    /// "hnsw", "ivf" or "ivfpq".
     index: String,
     hnsw: HnswParameters,
     ivf: IvfParameters,
@@ -47,8 +47,8 @@ struct Args {
 
 const USAGE: &str =
     "usage: vargid-bench gallery --data DIR [--sizes 100000,1000000] [--queries 1000] \
-     [--index hnsw|ivf] [--m 32] [--ef-construction 80] [--ef-search 64] [--nlist 1024] \
-     [--nprobe 32] [--sweep 16,32,64,128 (efSearch or nprobe)] [--service] \
+     [--index hnsw|ivf|ivfpq] [--m 32] [--ef-construction 80] [--ef-search 64] [--nlist 1024] \
+     [--nprobe 32] [--rerank 1024 (ivfpq)] [--sweep 16,32,64,128 (efSearch or nprobe)] [--service] \
      [--enrollments 3000]  (DIR: from bench/python/gallery_embeddings.py)";
 
 fn list<T: std::str::FromStr>(v: &str, what: &str) -> anyhow::Result<Vec<T>> {
@@ -92,6 +92,7 @@ fn parse(argv: Vec<String>) -> anyhow::Result<Args> {
             "--index" => args.index = value()?,
             "--nlist" => args.ivf.nlist = value()?.parse()?,
             "--nprobe" => args.ivf.nprobe = value()?.parse()?,
+            "--rerank" => args.ivf.rerank = Some(value()?.parse()?),
             "--enrollments" => args.enrollments = value()?.parse()?,
             other => bail!("unknown argument {other}; {USAGE}"),
         }
@@ -99,8 +100,8 @@ fn parse(argv: Vec<String>) -> anyhow::Result<Args> {
     if args.data.as_os_str().is_empty() {
         bail!("--data is required; {USAGE}");
     }
-    if !matches!(args.index.as_str(), "hnsw" | "ivf") {
-        bail!("--index hnsw or ivf; {USAGE}");
+    if !matches!(args.index.as_str(), "hnsw" | "ivf" | "ivfpq") {
+        bail!("--index hnsw, ivf or ivfpq; {USAGE}");
     }
     Ok(args)
 }
@@ -129,6 +130,14 @@ impl Args {
     fn describe(&self) -> (&'static str, String) {
         match self.index.as_str() {
             "ivf" => ("nprobe", format!("nlist {}", self.ivf.nlist)),
+            "ivfpq" => (
+                "nprobe",
+                format!(
+                    "nlist {}, rerank {}",
+                    self.ivf.nlist,
+                    self.ivf.rerank.unwrap_or(vargid_index::DEFAULT_RERANK)
+                ),
+            ),
             _ => (
                 "efSearch",
                 format!(
@@ -483,6 +492,12 @@ async fn through_service(
                 "ivf" => pb::IndexParameters {
                     ivf_nlist: Some(args.ivf.nlist),
                     ivf_nprobe: Some(args.ivf.nprobe),
+                    ..Default::default()
+                },
+                "ivfpq" => pb::IndexParameters {
+                    ivf_nlist: Some(args.ivf.nlist),
+                    ivf_nprobe: Some(args.ivf.nprobe),
+                    ivf_rerank: args.ivf.rerank,
                     ..Default::default()
                 },
                 _ => pb::IndexParameters {

@@ -69,14 +69,30 @@ async fn acknowledged_enrollments_survive_sigkill_with_hnsw() {
     survive_sigkill("hnsw").await;
 }
 
+/// The same on a compressed IVF gallery (16 cells, so it trains during the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_enrollments_survive_sigkill_with_ivfpq() {
+    survive_sigkill("ivfpq").await;
+}
+
+/// Server settings for a default gallery of `index` in these tests: HNSW's efSearch
+/// far above the default, and IVF galleries of 16 cells, all scanned, re-ranking 4,096
+/// candidates. The unenrolled probes' best matches are near-ties among random
+/// templates, which a rebuilt index must find as the first one did; at these sizes
+/// the search is then exact in practice.
+fn durable_env(index: &str) -> [(&'static str, String); 5] {
+    [
+        ("VARGID_GALLERY__INDEX", index.to_string()),
+        ("VARGID_GALLERY__HNSW__EF_SEARCH", "1024".into()),
+        ("VARGID_GALLERY__IVF__NLIST", "16".into()),
+        ("VARGID_GALLERY__IVF__NPROBE", "16".into()),
+        ("VARGID_GALLERY__IVF__RERANK", "4096".into()),
+    ]
+}
+
 async fn survive_sigkill(index: &str) {
-    // efSearch far above the default: the unenrolled probes' best matches are near-ties
-    // among random templates, which a rebuilt graph must find as the first one did;
-    // at this size the search is then exact in practice.
-    let env = [
-        ("VARGID_GALLERY__INDEX", index),
-        ("VARGID_GALLERY__HNSW__EF_SEARCH", "1024"),
-    ];
+    let env = durable_env(index);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let data = TempDir::new("crash");
     let photos = lfw_photos();
     let seed = std::time::SystemTime::now()
@@ -90,6 +106,11 @@ async fn survive_sigkill(index: &str) {
 
     for round in 0..3 {
         let mut server = Server::start_in(&data.0, &env);
+        if round == 0 && index != "flat" {
+            // An IVF gallery trains at 16 cells x 39 templates: past that before the
+            // crashes, so they hit the trained index (and HNSW a larger graph).
+            prefill(&mut server.client().await, 700, &mut rng).await;
+        }
         let mut workers = tokio::task::JoinSet::new();
         for worker in 0..6 {
             let mut client = server.client().await;
@@ -187,6 +208,44 @@ async fn survive_sigkill(index: &str) {
     );
 }
 
+/// Imports `n` identities of one random template each into the default gallery.
+async fn prefill(
+    client: &mut FaceServiceClient<tonic::transport::Channel>,
+    n: usize,
+    rng: &mut Rng,
+) {
+    let info = client
+        .get_service_info(pb::GetServiceInfoRequest {})
+        .await
+        .expect("service info")
+        .into_inner();
+    let dim = info.embedding_size as usize;
+    let identities = (0..n)
+        .map(|i| pb::ExportedIdentity {
+            identity: Some(pb::Identity {
+                identity_id: format!("prefill-{i:04}"),
+                ..Default::default()
+            }),
+            templates: vec![pb::Template {
+                face_id: 0,
+                embedding: random_unit(rng, dim),
+            }],
+        })
+        .collect();
+    client
+        .import_gallery(pb::ImportGalleryRequest {
+            gallery: String::new(),
+            model: Some(pb::ModelTag {
+                name: info.model_name,
+                version: info.model_version,
+                embedding_size: info.embedding_size,
+            }),
+            identities,
+        })
+        .await
+        .expect("prefill import");
+}
+
 fn random_unit(rng: &mut Rng, dim: usize) -> Vec<f32> {
     let v: Vec<f32> = (0..dim).map(|_| (rng.unit() - 0.5) as f32).collect();
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -234,14 +293,16 @@ async fn ten_thousand_templates_survive_restarts_with_hnsw() {
     survive_restarts("hnsw").await;
 }
 
+/// The same on a compressed IVF gallery, trained at 624 templates: the rebuild trains
+/// it again, so, as for HNSW, the best matches must be the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_templates_survive_restarts_with_ivfpq() {
+    survive_restarts("ivfpq").await;
+}
+
 async fn survive_restarts(index: &str) {
-    // efSearch far above the default: the unenrolled probes' best matches are near-ties
-    // among random templates, which a rebuilt graph must find as the first one did;
-    // at this size the search is then exact in practice.
-    let env = [
-        ("VARGID_GALLERY__INDEX", index),
-        ("VARGID_GALLERY__HNSW__EF_SEARCH", "1024"),
-    ];
+    let env = durable_env(index);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let data = TempDir::new("restart");
     let mut server = Server::start_in(&data.0, &env);
     let mut client = server.client().await;

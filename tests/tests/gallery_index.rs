@@ -24,6 +24,15 @@ fn ivf(nlist: Option<u32>, nprobe: Option<u32>) -> Option<pb::IndexParameters> {
     })
 }
 
+fn ivfpq(nlist: u32, nprobe: u32, rerank: u32) -> Option<pb::IndexParameters> {
+    Some(pb::IndexParameters {
+        ivf_nlist: Some(nlist),
+        ivf_nprobe: Some(nprobe),
+        ivf_rerank: Some(rerank),
+        ..Default::default()
+    })
+}
+
 fn create(
     name: &str,
     index: &str,
@@ -53,6 +62,7 @@ async fn index_settings_are_accepted_shown_kept_and_refused_by_field() {
         ("VARGID_GALLERY__HNSW__EF_CONSTRUCTION", "48"),
         ("VARGID_GALLERY__HNSW__EF_SEARCH", "77"),
         ("VARGID_GALLERY__IVF__NPROBE", "12"),
+        ("VARGID_GALLERY__IVF__RERANK", "500"),
     ];
     let mut server = Server::start_in(&data.0, &env);
     let mut client = server.client().await;
@@ -84,6 +94,13 @@ async fn index_settings_are_accepted_shown_kept_and_refused_by_field() {
         .into_inner();
     assert_eq!(clustered.index, "IDMap2,IVF64,Flat");
     assert_eq!(clustered.index_parameters, ivf(Some(64), Some(12)));
+    let compressed = client
+        .create_gallery(create("compressed", "ivfpq", ivf(Some(64), None)))
+        .await
+        .expect("create ivfpq")
+        .into_inner();
+    assert_eq!(compressed.index, "IDMap2,IVF64,PQ64x4fs,RFlat");
+    assert_eq!(compressed.index_parameters, ivfpq(64, 12, 500));
     let flat = client
         .create_gallery(create("exact", "flat", None))
         .await
@@ -130,6 +147,14 @@ async fn index_settings_are_accepted_shown_kept_and_refused_by_field() {
             "index_parameters.ivf_nprobe",
         ),
         (create("k", "IDMap2,PQ8", None), "training"),
+        (
+            create("l", "ivf", ivfpq(64, 8, 100)),
+            "index_parameters.ivf_rerank",
+        ),
+        (
+            create("m", "ivfpq", ivfpq(64, 8, 0)),
+            "index_parameters.ivf_rerank",
+        ),
     ];
     for (request, field) in refusals {
         let name = request.name.clone();
@@ -175,6 +200,13 @@ async fn index_settings_are_accepted_shown_kept_and_refused_by_field() {
     assert_eq!(
         shown(&listed, "clustered"),
         ("IDMap2,IVF64,Flat".to_string(), ivf(Some(64), Some(12)))
+    );
+    assert_eq!(
+        shown(&listed, "compressed"),
+        (
+            "IDMap2,IVF64,PQ64x4fs,RFlat".to_string(),
+            ivfpq(64, 12, 500)
+        )
     );
     server.terminate();
 }
@@ -415,13 +447,24 @@ async fn search_by_template_matches_search_by_photo_and_checks_the_model() {
 /// its ids, its vectors (Verify) and its deletions intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ivf_gallery_trains_keeps_ids_right_across_deletes_and_restarts() {
-    let data = TempDir::new("ivf-gallery");
+    trains_keeps_ids_right_across_deletes_and_restarts("ivf").await;
+}
+
+/// The same for the compressed layout, whose vectors come back from its re-rank
+/// storage (the default re-rank count covers this gallery, so answers are exact).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ivfpq_gallery_trains_keeps_ids_right_across_deletes_and_restarts() {
+    trains_keeps_ids_right_across_deletes_and_restarts("ivfpq").await;
+}
+
+async fn trains_keeps_ids_right_across_deletes_and_restarts(layout: &str) {
+    let data = TempDir::new(&format!("{layout}-gallery"));
     let mut server = Server::start_in(&data.0, &[]);
     let mut client = server.client().await;
     let model = common::served_model(&mut client).await;
     let dim = model.embedding_size as usize;
     client
-        .create_gallery(create("v", "ivf", ivf(Some(16), Some(4))))
+        .create_gallery(create("v", layout, ivf(Some(16), Some(4))))
         .await
         .expect("create");
     let import = |range: std::ops::Range<usize>| pb::ImportGalleryRequest {
@@ -517,7 +560,7 @@ async fn ivf_gallery_trains_keeps_ids_right_across_deletes_and_restarts() {
             ..Default::default()
         })
         .await
-        .expect("verify from the IVF index's own vectors")
+        .expect("verify from the index's own vectors")
         .into_inner();
     assert!(verified.is_match && verified.score > 0.999);
 }

@@ -59,6 +59,7 @@ pub fn gallery(g: &pb::GalleryInfo) -> Value {
         "hnsw_ef_search": p.hnsw_ef_search,
         "ivf_nlist": p.ivf_nlist,
         "ivf_nprobe": p.ivf_nprobe,
+        "ivf_rerank": p.ivf_rerank,
     })
 }
 

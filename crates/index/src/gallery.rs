@@ -243,7 +243,9 @@ impl Gallery {
         let dim = u32::try_from(self.dim).unwrap_or(u32::MAX);
         let mut ivf = index_factory(dim, self.spec.faiss_description(), MetricType::InnerProduct)?;
         ivf.train(&vectors)?;
-        enable_direct_map(&ivf, &self.spec)?;
+        if self.spec.rerank().is_none() {
+            enable_direct_map(&ivf, &self.spec)?;
+        }
         let labels: Vec<Idx> = ids.iter().map(|&id| Idx::new(id as u64)).collect();
         ivf.add_with_ids(&vectors, &labels)?;
         apply_parameters(&ivf, &self.spec)?;
@@ -295,9 +297,10 @@ impl Gallery {
         let applied = if staging {
             Ok(())
         } else {
+            // A compressed layout reads vectors back from its re-rank storage instead.
             applied.and_then(|()| match spec.ivf {
-                Some(_) => enable_direct_map(&index, spec),
-                None => Ok(()),
+                Some(ivf) if ivf.rerank.is_none() => enable_direct_map(&index, spec),
+                _ => Ok(()),
             })
         };
         if let Err(e) = applied {
@@ -343,6 +346,9 @@ impl Gallery {
                     return Ok(Vec::new());
                 }
                 k = k.min(total);
+                if !self.staging.load(Ordering::Acquire) {
+                    set_rerank_factor(&index, &self.spec, k)?;
+                }
                 (index.search(query, k)?, total)
             };
             let candidates = self.best_per_identity(&hits, top_k);
@@ -503,6 +509,18 @@ fn apply_parameters(index: &IndexImpl, spec: &IndexSpec) -> Result<(), IndexErro
     if let Some(ivf) = spec.ivf {
         ParameterSpace::new()?.set_index_parameter(index, "nprobe", ivf.nprobe)?;
     }
+    Ok(())
+}
+
+/// Sets how many compressed-code candidates a compressed IVF index re-ranks on the
+/// full vectors for a search of `k`: FAISS's `k_factor_rf` multiplies k, and the
+/// gallery's setting is a count, so that widening k does not widen the re-rank.
+fn set_rerank_factor(index: &IndexImpl, spec: &IndexSpec, k: usize) -> Result<(), IndexError> {
+    let Some(rerank) = spec.rerank() else {
+        return Ok(());
+    };
+    let factor = (rerank as usize).div_ceil(k.max(1)).max(1);
+    ParameterSpace::new()?.set_index_parameter(index, "k_factor_rf", factor as f64)?;
     Ok(())
 }
 
@@ -737,8 +755,20 @@ mod tests {
 
     #[test]
     fn ivf_stages_exactly_then_trains_and_keeps_ids_right() {
+        stages_exactly_then_trains_and_keeps_ids_right("IDMap2,IVF16,Flat", "ivf");
+    }
+
+    /// The same lifecycle for the compressed layout: its ids, Verify and snapshot check
+    /// read the re-rank storage instead of an IVF direct map. The re-rank count (1024)
+    /// covers these small galleries, so answers are exact.
+    #[test]
+    fn ivfpq_stages_exactly_then_trains_and_keeps_ids_right() {
+        stages_exactly_then_trains_and_keeps_ids_right("IDMap2,IVF16,PQ8x4fs,RFlat", "ivfpq");
+    }
+
+    fn stages_exactly_then_trains_and_keeps_ids_right(description: &str, label: &str) {
         let dim = 16;
-        let ivf = spec("IDMap2,IVF16,Flat");
+        let ivf = spec(description);
         let train = ivf.train_size().unwrap();
         let vectors = spread(train + 100, dim, 7);
         let entries: Vec<IdentityEntry> = vectors
@@ -788,7 +818,7 @@ mod tests {
             .all(|c| c.identity_id != "p0"));
 
         // The trained index survives a snapshot, with ids and vectors.
-        let dir = std::env::temp_dir().join(format!("vargid-index-ivf-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("vargid-index-{label}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("g.faiss");
         g.write_snapshot(&path).unwrap();
@@ -798,7 +828,7 @@ mod tests {
             .cloned()
             .collect();
         let restored =
-            Gallery::from_snapshot(dim, &ivf, &path, kept).expect("the IVF snapshot is used");
+            Gallery::from_snapshot(dim, &ivf, &path, kept).expect("the trained snapshot is used");
         assert_eq!(restored.ivf_staging(), Some(false));
         assert_eq!(restored.unreachable_vectors(), 1);
         let (score, _) = restored.verify(&vectors[7], "p7").unwrap();

@@ -10,5 +10,6 @@ pub use gallery::{
     Candidate, FaceId, Gallery, IdentityEntry, IdentityPage, IdentityRecord, SnapshotRejected,
 };
 pub use spec::{
-    HnswParameters, IndexDefaults, IndexRequest, IndexSpec, IvfParameters, TRAIN_POINTS_PER_LIST,
+    HnswParameters, IndexDefaults, IndexRequest, IndexSpec, IvfParameters, DEFAULT_RERANK,
+    TRAIN_POINTS_PER_LIST,
 };

@@ -13,6 +13,7 @@ pub struct IndexRequest {
     pub hnsw_ef_search: Option<u32>,
     pub ivf_nlist: Option<u32>,
     pub ivf_nprobe: Option<u32>,
+    pub ivf_rerank: Option<u32>,
 }
 
 impl IndexRequest {
@@ -33,6 +34,7 @@ impl IndexRequest {
         [
             ("ivf_nlist", self.ivf_nlist),
             ("ivf_nprobe", self.ivf_nprobe),
+            ("ivf_rerank", self.ivf_rerank),
         ]
         .iter()
         .filter(|(_, v)| v.is_some())
@@ -51,6 +53,9 @@ pub struct IvfParameters {
     pub nlist: u32,
     /// Cells scanned per search: the recall / latency knob.
     pub nprobe: u32,
+    /// Compressed layouts (`ivfpq`) only: candidates per search whose compressed
+    /// scores are re-ranked on the full-precision templates. None for `IVF<n>,Flat`.
+    pub rerank: Option<u32>,
 }
 
 impl Default for IvfParameters {
@@ -58,9 +63,17 @@ impl Default for IvfParameters {
         Self {
             nlist: 1024,
             nprobe: 32,
+            rerank: None,
         }
     }
 }
+
+/// Candidates re-ranked exactly per search in an `ivfpq` gallery, when unset.
+pub const DEFAULT_RERANK: u32 = 1024;
+pub const RERANK_RANGE: std::ops::RangeInclusive<u32> = 1..=65536;
+/// Subquantisers of the `ivfpq` layout: 4-bit codes of two dimensions each for 128-d
+/// embeddings (32 bytes a template), scanned with FAISS's SIMD "fast scan" kernels.
+pub const IVFPQ_SUBQUANTIZERS: u32 = 64;
 
 /// Templates per cell before an IVF index is trained (FAISS warns below 39).
 pub const TRAIN_POINTS_PER_LIST: usize = 39;
@@ -111,8 +124,8 @@ pub struct IndexSpec {
 }
 
 impl IndexSpec {
-    /// The index a caller asked for. `layout` is `flat`, `hnsw`, `ivf`, or a FAISS
-    /// factory string; fields of `requested` left unset take `defaults`.
+    /// The index a caller asked for. `layout` is `flat`, `hnsw`, `ivf`, `ivfpq`, or a
+    /// FAISS factory string; fields of `requested` left unset take `defaults`.
     pub fn resolve(
         layout: &str,
         requested: IndexRequest,
@@ -125,10 +138,14 @@ impl IndexSpec {
                 "IDMap2,IVF{},Flat",
                 requested.ivf_nlist.unwrap_or(defaults.ivf.nlist)
             ),
+            "ivfpq" => format!(
+                "IDMap2,IVF{},PQ{IVFPQ_SUBQUANTIZERS}x4fs,RFlat",
+                requested.ivf_nlist.unwrap_or(defaults.ivf.nlist)
+            ),
             _ => layout.to_string(),
         };
         check_layout(&description)?;
-        let (hnsw_m, ivf_nlist) = (hnsw_m(&description), ivf_nlist(&description)?);
+        let (hnsw_m, ivf_layout) = (hnsw_m(&description), ivf_layout(&description)?);
         let misplaced = |field: &'static str, kind: &str| IndexError::InvalidParameter {
             field,
             reason: format!("applies to {kind} indexes only; the index is {description:?}"),
@@ -138,10 +155,13 @@ impl IndexSpec {
                 return Err(misplaced(field, "HNSW"));
             }
         }
-        if ivf_nlist.is_none() {
+        if ivf_layout.is_none() {
             if let Some(field) = requested.ivf_fields().first() {
                 return Err(misplaced(field, "IVF"));
             }
+        }
+        if matches!(ivf_layout, Some((_, false))) && requested.ivf_rerank.is_some() {
+            return Err(misplaced("ivf_rerank", "compressed IVF (ivfpq)"));
         }
         let mut spec = Self {
             description: description.clone(),
@@ -165,7 +185,7 @@ impl IndexSpec {
             hnsw.check()?;
             spec.hnsw = Some(hnsw);
         }
-        if let Some(nlist) = ivf_nlist {
+        if let Some((nlist, compressed)) = ivf_layout {
             if let Some(asked) = requested.ivf_nlist.filter(|&asked| asked != nlist) {
                 return Err(IndexError::InvalidParameter {
                     field: "ivf_nlist",
@@ -179,6 +199,12 @@ impl IndexSpec {
                 nprobe: requested
                     .ivf_nprobe
                     .unwrap_or(defaults.ivf.nprobe.min(nlist)),
+                rerank: compressed.then(|| {
+                    requested
+                        .ivf_rerank
+                        .or(defaults.ivf.rerank)
+                        .unwrap_or(DEFAULT_RERANK)
+                }),
             };
             ivf.check()?;
             spec.ivf = Some(ivf);
@@ -200,6 +226,7 @@ impl IndexSpec {
                 "efConstruction" => requested.hnsw_ef_construction = Some(value),
                 "efSearch" => requested.hnsw_ef_search = Some(value),
                 "nprobe" => requested.ivf_nprobe = Some(value),
+                "rerank" => requested.ivf_rerank = Some(value),
                 _ => return Err(invalid()),
             }
         }
@@ -213,21 +240,32 @@ impl IndexSpec {
             ivf: IvfParameters {
                 nlist: 1024,
                 nprobe: 1,
+                rerank: None,
             },
         };
         Self::resolve(description, requested, faiss_defaults)
     }
 
-    /// The parameters in FAISS `ParameterSpace` syntax, empty for a flat index.
+    /// The parameters in FAISS `ParameterSpace` syntax (`rerank`, the one of our own,
+    /// becomes FAISS's `k_factor_rf` per search), empty for a flat index.
     pub fn parameters(&self) -> String {
         match (self.hnsw, self.ivf) {
             (Some(h), _) => format!(
                 "efConstruction={},efSearch={}",
                 h.ef_construction, h.ef_search
             ),
-            (None, Some(ivf)) => format!("nprobe={}", ivf.nprobe),
+            (None, Some(ivf)) => match ivf.rerank {
+                Some(rerank) => format!("nprobe={},rerank={rerank}", ivf.nprobe),
+                None => format!("nprobe={}", ivf.nprobe),
+            },
             (None, None) => String::new(),
         }
+    }
+
+    /// Candidates re-ranked on full-precision templates per search, for compressed
+    /// layouts.
+    pub(crate) fn rerank(&self) -> Option<u32> {
+        self.ivf.and_then(|ivf| ivf.rerank)
     }
 
     /// Templates the gallery must hold before its IVF index is trained; None for
@@ -272,6 +310,9 @@ impl IvfParameters {
         if !(1..=self.nlist).contains(&self.nprobe) {
             return Err(out_of("ivf_nprobe", self.nprobe, 1..=self.nlist));
         }
+        if let Some(rerank) = self.rerank.filter(|r| !RERANK_RANGE.contains(r)) {
+            return Err(out_of("ivf_rerank", rerank, RERANK_RANGE));
+        }
         Ok(())
     }
 }
@@ -315,19 +356,29 @@ fn check_layout(description: &str) -> Result<(), IndexError> {
     }
 }
 
-/// The nlist of an IVF layout, or None if not IVF. Only `IVF<n>,Flat` is supported:
-/// other IVF layouts (PQ, SQ codes) are refused.
-fn ivf_nlist(description: &str) -> Result<Option<u32>, IndexError> {
+/// The nlist of an IVF layout and whether its codes are compressed, or None if not
+/// IVF. Two IVF layouts are supported: `IVF<n>,Flat`, and `IVF<n>,PQ<m>x4fs,RFlat`
+/// (4-bit product-quantised codes scanned with SIMD, the best candidates re-ranked on
+/// the full vectors, which also serve Verify and export); other codes are refused.
+fn ivf_layout(description: &str) -> Result<Option<(u32, bool)>, IndexError> {
     let Some(at) = description.find("IVF") else {
         return Ok(None);
     };
     let rest = &description[at + 3..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    match (digits.parse::<u32>(), &rest[digits.len()..]) {
-        (Ok(nlist), ",Flat") => Ok(Some(nlist)),
+    let codes = &rest[digits.len()..];
+    let pq_codes = codes
+        .strip_prefix(",PQ")
+        .and_then(|c| c.strip_suffix("x4fs,RFlat"))
+        .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()));
+    match (digits.parse::<u32>(), codes) {
+        (Ok(nlist), ",Flat") => Ok(Some((nlist, false))),
+        (Ok(nlist), _) if pq_codes => Ok(Some((nlist, true))),
         _ => Err(IndexError::InvalidIndex {
             description: description.to_string(),
-            reason: "the IVF layout must be IDMap2,IVF<nlist>,Flat (or \"ivf\")".into(),
+            reason: "the IVF layout must be IDMap2,IVF<nlist>,Flat (\"ivf\") or \
+                     IDMap2,IVF<nlist>,PQ<m>x4fs,RFlat (\"ivfpq\")"
+                .into(),
         }),
     }
 }
@@ -355,6 +406,7 @@ mod tests {
         ivf: IvfParameters {
             nlist: 256,
             nprobe: 8,
+            rerank: None,
         },
     };
 
@@ -401,7 +453,8 @@ mod tests {
             ivf.ivf,
             Some(IvfParameters {
                 nlist: 64,
-                nprobe: 8
+                nprobe: 8,
+                rerank: None
             })
         );
         assert_eq!(ivf.parameters(), "nprobe=8");
@@ -409,6 +462,37 @@ mod tests {
         let stored = IndexSpec::from_stored(&ivf.description, &ivf.parameters()).unwrap();
         assert_eq!(stored, ivf);
         assert!(!ivf.removes_in_place());
+
+        let pq = IndexSpec::resolve(
+            "ivfpq",
+            IndexRequest {
+                ivf_nlist: Some(64),
+                ivf_nprobe: Some(32),
+                ..Default::default()
+            },
+            DEFAULTS,
+        )
+        .unwrap();
+        assert_eq!(pq.description, "IDMap2,IVF64,PQ64x4fs,RFlat");
+        assert_eq!(pq.rerank(), Some(DEFAULT_RERANK));
+        assert_eq!(pq.parameters(), "nprobe=32,rerank=1024");
+        assert_eq!(pq.train_size(), Some(64 * TRAIN_POINTS_PER_LIST));
+        let stored = IndexSpec::from_stored(&pq.description, &pq.parameters()).unwrap();
+        assert_eq!(stored, pq);
+        assert!(!pq.removes_in_place());
+        let factory = IndexSpec::resolve(
+            "IDMap2,IVF128,PQ32x4fs,RFlat",
+            IndexRequest {
+                ivf_rerank: Some(200),
+                ..Default::default()
+            },
+            DEFAULTS,
+        )
+        .unwrap();
+        assert_eq!(
+            factory.ivf.map(|i| (i.nlist, i.rerank)),
+            Some((128, Some(200)))
+        );
     }
 
     #[test]
@@ -440,6 +524,16 @@ mod tests {
         assert_eq!(field("ivf", ivf(None, Some(0))), "ivf_nprobe");
         assert_eq!(field("hnsw", ivf(None, Some(4))), "ivf_nprobe");
         assert_eq!(field("IDMap2,IVF64,Flat", ivf(Some(32), None)), "ivf_nlist");
+        let rerank = |v| IndexRequest {
+            ivf_rerank: Some(v),
+            ..Default::default()
+        };
+        assert_eq!(field("ivf", rerank(100)), "ivf_rerank");
+        assert_eq!(field("hnsw", rerank(100)), "ivf_rerank");
+        assert_eq!(field("ivfpq", rerank(0)), "ivf_rerank");
+        assert!(
+            IndexSpec::resolve("IDMap2,IVF64,PQ16x4fs", IndexRequest::default(), DEFAULTS).is_err()
+        );
         assert!(IndexSpec::resolve("HNSW32", IndexRequest::default(), DEFAULTS).is_err());
         assert!(
             IndexSpec::resolve("IDMap2,IVF64,PQ16", IndexRequest::default(), DEFAULTS).is_err()

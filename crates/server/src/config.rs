@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use vargid_index::{
     HnswParameters, IndexDefaults, IndexError, IndexRequest, IndexSpec, IvfParameters,
+    DEFAULT_RERANK,
 };
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -146,9 +147,11 @@ pub struct GallerySettings {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct IvfSettings {
-    /// Cells, when the index is "ivf" (a factory string names its own).
+    /// Cells, when the index is "ivf" or "ivfpq" (a factory string names its own).
     pub nlist: u32,
     pub nprobe: u32,
+    /// Candidates re-ranked on full templates per search, for "ivfpq".
+    pub rerank: u32,
 }
 
 impl Default for IvfSettings {
@@ -157,6 +160,7 @@ impl Default for IvfSettings {
         Self {
             nlist: d.nlist,
             nprobe: d.nprobe,
+            rerank: DEFAULT_RERANK,
         }
     }
 }
@@ -193,6 +197,7 @@ impl GallerySettings {
             ivf: IvfParameters {
                 nlist: self.ivf.nlist,
                 nprobe: self.ivf.nprobe,
+                rerank: Some(self.ivf.rerank),
             },
         }
     }

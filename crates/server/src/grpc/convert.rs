@@ -47,6 +47,7 @@ fn index_parameters(spec: &vargid_index::IndexSpec) -> Option<pb::IndexParameter
         (None, Some(ivf)) => Some(pb::IndexParameters {
             ivf_nlist: Some(ivf.nlist),
             ivf_nprobe: Some(ivf.nprobe),
+            ivf_rerank: ivf.rerank,
             ..Default::default()
         }),
         (None, None) => None,

@@ -32,6 +32,7 @@ pub(super) async fn create_gallery(
         hnsw_ef_search: asked.hnsw_ef_search,
         ivf_nlist: asked.ivf_nlist,
         ivf_nprobe: asked.ivf_nprobe,
+        ivf_rerank: asked.ivf_rerank,
     };
     let index = IndexSpec::resolve(layout, requested, svc.limits.index_defaults)
         .map_err(|e| status::gallery(e.into()))?;
