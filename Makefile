@@ -5,7 +5,7 @@ CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps python-deps deploy-deps build run test test-rust test-python lint fmt bench loadtest validate-deploy fuzz clean
+.PHONY: deps python-deps deploy-deps test-deps build run test test-rust test-python lint fmt bench loadtest validate-deploy fuzz clean
 
 deps:
 	./scripts/install-deps.sh
@@ -23,6 +23,10 @@ deploy-deps:
 	./scripts/install-kubernetes-validate.sh
 	./scripts/install-ort-cuda.sh
 
+## Servers the end-to-end tests start on loopback ports (PostgreSQL).
+test-deps:
+	./scripts/install-test-deps.sh
+
 ## The release build, as the images ship it (tests use the dev profile).
 build: deps
 	$(CARGO) build --release --bins
@@ -33,7 +37,7 @@ run: build
 
 ## Every test: Rust unit and end-to-end tests, Python tests, formatting and lints, and
 ## each fuzz target for 15 s (scripts/fuzz.sh).
-test: deps python-deps deploy-deps
+test: deps python-deps deploy-deps test-deps
 	$(CARGO) build --bins
 	$(MAKE) lint
 	$(CARGO) test --workspace

@@ -131,6 +131,7 @@ pub async fn run(client: &mut Client, args: IdentifyArgs) -> Result<(), ClientEr
                     threshold: args.threshold,
                     gallery: args.gallery.clone(),
                     probe_template: None,
+                    min_sequence: 0,
                 })
                 .await
                 .map(tonic::Response::into_inner)

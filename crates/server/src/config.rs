@@ -142,6 +142,36 @@ pub struct GallerySettings {
     pub hnsw: HnswSettings,
     /// IVF parameters for galleries whose request leaves them unset.
     pub ivf: IvfSettings,
+    /// Where the gallery record lives: "sqlite" (in data_dir; one server) or
+    /// "postgres" (shared by replicas; docs/replicas.md).
+    pub backend: GalleryBackend,
+    pub postgres: PostgresSettings,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GalleryBackend {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// libpq URL or key=value string, e.g. "postgresql://vargid@db:5432/vargid".
+    pub url: String,
+    /// Connections this replica keeps to the database.
+    pub max_connections: usize,
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 8,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -200,6 +230,11 @@ impl GallerySettings {
                 rerank: Some(self.ivf.rerank),
             },
         }
+    }
+
+    /// The shared database's settings when the backend is PostgreSQL.
+    pub fn shared_record(&self) -> Option<&PostgresSettings> {
+        (self.backend == GalleryBackend::Postgres).then_some(&self.postgres)
     }
 
     /// The index of galleries created without one.
@@ -317,6 +352,8 @@ impl Default for GallerySettings {
             match_threshold: 0.36,
             hnsw: HnswSettings::default(),
             ivf: IvfSettings::default(),
+            backend: GalleryBackend::Sqlite,
+            postgres: PostgresSettings::default(),
         }
     }
 }

@@ -8,10 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use vargid_index::{Gallery, IdentityEntry, IndexSpec};
+use vargid_store::postgres::PgStore;
 use vargid_store::{
     Applied, Change, FaceRow, GalleryContents, GalleryRecord, IdentityRow, ModelTag, Store,
     StoreError,
 };
+
+use crate::config::PostgresSettings;
+use crate::record::Record;
 
 /// The gallery used when a request names none.
 pub const DEFAULT_GALLERY: &str = "default";
@@ -56,7 +60,7 @@ pub enum GalleryError {
 
 pub struct Galleries {
     map: GalleryMap,
-    store: Store,
+    store: Record,
     model: ModelTag,
     snapshots: PathBuf,
     /// Galleries whose removed vectors must leave the disk (`CompactStorage` ran
@@ -69,30 +73,60 @@ pub struct Galleries {
 const MAX_UNREACHABLE_SHARE: f64 = 0.2;
 
 impl Galleries {
-    /// Opens the record under `data_dir`, builds every gallery's index, and creates
-    /// the default gallery if it is missing.
+    /// Opens the record (SQLite under `data_dir`, or the shared PostgreSQL database
+    /// when `postgres` is set), builds every gallery's index, and creates the default
+    /// gallery if it is missing.
     pub async fn open(
         data_dir: &Path,
+        postgres: Option<&PostgresSettings>,
         model: ModelTag,
         default_index: &IndexSpec,
         default_threshold: f32,
     ) -> Result<Self, GalleryError> {
         let map: GalleryMap = Arc::default();
-        let hook_map = map.clone();
-        let store = Store::open(
-            &data_dir.join("galleries.sqlite3"),
-            Box::new(move |applied| apply_to_indexes(&hook_map, applied)),
-        )?;
         let snapshots = data_dir.join("index");
         std::fs::create_dir_all(&snapshots)
             .map_err(|e| StoreError::Database(format!("creating {}: {e}", snapshots.display())))?;
-        for record in store.galleries()? {
-            let contents = store.load(&record.name)?;
-            let live = build_index(contents, &snapshots)?;
+        let insert = |live: LiveGallery| {
             map.write()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(record.name.clone(), Arc::new(live));
-        }
+                .insert(live.record.name.clone(), Arc::new(live));
+        };
+        let hook_map = map.clone();
+        let store = match postgres {
+            None => {
+                let store = Store::open(
+                    &data_dir.join("galleries.sqlite3"),
+                    Box::new(move |applied| apply_to_indexes(&hook_map, applied)),
+                )?;
+                for record in store.galleries()? {
+                    insert(build_index(store.load(&record.name)?, Some(&snapshots))?);
+                }
+                Record::Sqlite(store)
+            }
+            Some(settings) => {
+                let store = PgStore::open(&settings.url, settings.max_connections).await?;
+                // One consistent read of every gallery and the log position it reflects;
+                // the follower applies what comes after. No local snapshots: another
+                // replica may have changed a gallery since one was written.
+                let snapshot = store.snapshot().await?;
+                for contents in snapshot.galleries {
+                    insert(build_index(contents, None)?);
+                }
+                tracing::info!(
+                    seq = snapshot.seq,
+                    "galleries loaded from PostgreSQL; following its change log"
+                );
+                store.follow(
+                    snapshot.seq,
+                    Box::new(move |logged| {
+                        crate::metrics::replication_applied(logged.seq, logged.committed_unix_ms);
+                        apply_to_indexes(&hook_map, &logged.applied);
+                    }),
+                );
+                Record::Postgres(store)
+            }
+        };
         let galleries = Self {
             map,
             store,
@@ -101,9 +135,16 @@ impl Galleries {
             purge_pending: Default::default(),
         };
         if galleries.find(DEFAULT_GALLERY).is_none() {
-            galleries
+            match galleries
                 .create(DEFAULT_GALLERY, default_index, default_threshold)
-                .await?;
+                .await
+            {
+                // Another replica created it first.
+                Err(GalleryError::Store(StoreError::GalleryExists(_))) => {}
+                other => {
+                    other?;
+                }
+            }
         }
         Ok(galleries)
     }
@@ -112,7 +153,7 @@ impl Galleries {
         &self.model
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &Record {
         &self.store
     }
 
@@ -207,8 +248,10 @@ impl Galleries {
         Ok(())
     }
 
-    /// Applies a change durably; the index reflects it when this returns.
-    pub async fn apply(&self, change: Change) -> Result<Applied, GalleryError> {
+    /// Applies a change durably; the index reflects it when this returns. The number
+    /// is the change's in the shared log (PostgreSQL), for read-your-writes on other
+    /// replicas.
+    pub async fn apply(&self, change: Change) -> Result<(Option<u64>, Applied), GalleryError> {
         Ok(self.store.apply(change).await?)
     }
 
@@ -216,7 +259,7 @@ impl Galleries {
     /// rebuilding. A snapshot names the record sequence it reflects.
     pub fn write_snapshots(&self) {
         for live in self.list() {
-            let Ok(Some(current)) = self.store.gallery(&live.record.name) else {
+            let Some(Ok(Some(current))) = self.store.local_gallery(&live.record.name) else {
                 continue;
             };
             let path = snapshot_path(&self.snapshots, &live.record.name);
@@ -301,8 +344,12 @@ fn entries(identities: Vec<IdentityRow>, faces: Vec<FaceRow>) -> Vec<IdentityEnt
     by_id.into_values().collect()
 }
 
-/// The gallery's index: from an up-to-date snapshot if there is one, else rebuilt.
-fn build_index(contents: GalleryContents, snapshots: &Path) -> Result<LiveGallery, GalleryError> {
+/// The gallery's index: from an up-to-date snapshot in `snapshots` if there is one,
+/// else rebuilt.
+fn build_index(
+    contents: GalleryContents,
+    snapshots: Option<&Path>,
+) -> Result<LiveGallery, GalleryError> {
     let GalleryContents {
         gallery: record,
         identities,
@@ -311,11 +358,13 @@ fn build_index(contents: GalleryContents, snapshots: &Path) -> Result<LiveGaller
     let dim = record.model.embedding_size;
     let spec = IndexSpec::from_stored(&record.index, &record.index_parameters)?;
     let mut entries = entries(identities, faces);
-    let path = snapshot_path(snapshots, &record.name);
-    let snapshot_seq = std::fs::read_to_string(path.with_extension("seq"))
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
-    if snapshot_seq == Some(record.seq) && path.is_file() {
+    let path = snapshots.map(|dir| snapshot_path(dir, &record.name));
+    let snapshot_seq = path.as_ref().and_then(|path| {
+        std::fs::read_to_string(path.with_extension("seq"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+    });
+    if let Some(path) = path.filter(|p| snapshot_seq == Some(record.seq) && p.is_file()) {
         match Gallery::from_snapshot(dim, &spec, &path, entries) {
             Ok(index) => {
                 tracing::info!(gallery = %record.name, faces = index.face_count(), "index loaded from snapshot");

@@ -11,6 +11,7 @@ pub mod grpc;
 pub mod match_scores;
 pub mod metrics;
 pub mod provider_choice;
+pub mod record;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;

@@ -25,6 +25,8 @@ const GALLERY_FACES: &str = "vargid_gallery_faces";
 const GALLERY_IDENTITIES: &str = "vargid_gallery_identities";
 const IDENTIFY_TOP1_SCORE: &str = "vargid_identify_top1_score";
 const IDENTIFY_SEARCHES: &str = "vargid_identify_searches_total";
+const REPLICATION_LAG_SECONDS: &str = "vargid_replication_lag_seconds";
+const REPLICATION_APPLIED: &str = "vargid_replication_applied_sequence";
 
 /// Cosine buckets of Identify's top-1 score: finer where thresholds usually sit.
 const SCORE_BUCKETS: [f64; 14] = [
@@ -102,6 +104,16 @@ fn describe() {
         IDENTIFY_SEARCHES,
         "Identify searches per face by gallery and result (match, no_match, empty_gallery)"
     );
+    describe_histogram!(
+        REPLICATION_LAG_SECONDS,
+        Unit::Seconds,
+        "Shared gallery record (PostgreSQL): from a change's commit on any replica to this \
+         replica's indexes reflecting it (the writer's and this replica's clocks)"
+    );
+    describe_gauge!(
+        REPLICATION_APPLIED,
+        "Shared gallery record (PostgreSQL): the last change of its log this replica applied"
+    );
 }
 
 pub fn request(method: &'static str, code: tonic::Code, elapsed: Duration) {
@@ -148,6 +160,15 @@ pub fn face_rejected(reason: &crate::faces::Rejection) {
         Rejection::Unalignable => "unalignable",
     };
     counter!(FACES_REJECTED, "reason" => reason).increment(1);
+}
+
+/// This replica applied change `seq` of the shared log, committed at `committed_unix_ms`.
+pub fn replication_applied(seq: i64, committed_unix_ms: i64) {
+    let lag_ms = crate::clock::now_unix_ms()
+        .saturating_sub(committed_unix_ms)
+        .max(0);
+    histogram!(REPLICATION_LAG_SECONDS).record(lag_ms as f64 / 1e3);
+    gauge!(REPLICATION_APPLIED).set(seq as f64);
 }
 
 pub fn gallery_size(faces: usize, identities: usize) {

@@ -184,6 +184,7 @@ pub async fn run(
     let galleries = Arc::new(
         Galleries::open(
             &settings.gallery.data_dir,
+            settings.gallery.shared_record(),
             ModelTag {
                 name: info.name.clone(),
                 version: info.version.clone(),

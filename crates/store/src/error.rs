@@ -19,6 +19,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store's writer has stopped")]
     Stopped,
+    /// The database cannot be reached (PostgreSQL down or restarting): retry later.
+    #[error("gallery database unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[cfg(feature = "sqlite")]

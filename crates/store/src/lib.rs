@@ -16,6 +16,8 @@ pub mod codec;
 #[cfg(feature = "sqlite")]
 mod database;
 mod error;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 mod reader;
 #[cfg(feature = "sqlite")]

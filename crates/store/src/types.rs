@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 
 /// The model whose embeddings a gallery holds. Templates of another model are not
 /// comparable, so a gallery refuses them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelTag {
     pub name: String,
     pub version: String,
     pub embedding_size: usize,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GalleryRecord {
     pub name: String,
     /// FAISS index factory string.
@@ -27,7 +27,7 @@ pub struct GalleryRecord {
     pub seq: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdentityRow {
     pub identity_id: String,
     pub display_name: String,
@@ -35,7 +35,7 @@ pub struct IdentityRow {
     pub created_at_unix_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FaceRow {
     pub face_id: i64,
     pub identity_id: String,
@@ -83,8 +83,9 @@ pub enum Change {
     },
 }
 
-/// A committed change, as the hook and the caller see it.
-#[derive(Debug, Clone)]
+/// A committed change, as the hook and the caller see it (and as PostgreSQL's change
+/// log keeps it, in JSON).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Applied {
     GalleryCreated(GalleryRecord),
     GalleryDropped {

@@ -97,6 +97,7 @@ pub(super) async fn export_gallery(
         .galleries
         .store()
         .export_page(&gallery.record.name, after.as_deref(), page_size + 1)
+        .await
         .map_err(status::store)?;
     let more = rows.len() > page_size;
     rows.truncate(page_size);

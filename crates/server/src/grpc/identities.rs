@@ -17,7 +17,7 @@ pub(super) async fn delete_identity(
     caller.gallery(&req.gallery)?;
     let id = convert::identity_id("identity_id", &req.identity_id)?;
     let gallery = svc.gallery(&req.gallery)?;
-    let applied = svc
+    let (_, applied) = svc
         .galleries
         .apply(Change::DeleteIdentity {
             gallery: gallery.record.name.clone(),

@@ -35,7 +35,7 @@ pub(super) async fn enroll(
         .enumerate()
         .map(|(i, faces)| single_face(&format!("images[{i}]"), faces, req.use_largest_face))
         .collect::<Result<Vec<_>, Status>>()?;
-    let applied = svc
+    let (sequence, applied) = svc
         .galleries
         .apply(Change::Enroll {
             gallery: gallery.record.name.clone(),
@@ -66,6 +66,7 @@ pub(super) async fn enroll(
         created,
         face_ids: faces.iter().map(|f| f.face_id).collect(),
         face_count: u32::try_from(face_count).unwrap_or(u32::MAX),
+        sequence: sequence.unwrap_or(0),
     })
 }
 
@@ -87,6 +88,22 @@ pub(super) async fn identify(
         }
         k => k,
     };
+    // Wait at most nine tenths of the deadline, so the caller hears why.
+    let patience = deadline.saturating_sub(deadline / 10);
+    if req.min_sequence > 0
+        && !svc
+            .galleries
+            .store()
+            .wait_for(req.min_sequence, patience)
+            .await
+    {
+        return Err(Status::unavailable(format!(
+            "min_sequence: this replica has applied the gallery changes up to {}, not yet {}; \
+             retry, or call the replica that wrote it",
+            svc.galleries.store().applied_seq(),
+            req.min_sequence
+        )));
+    }
     let gallery = svc.gallery(&req.gallery)?;
     let threshold = convert::threshold("threshold", req.threshold, gallery.record.match_threshold)?;
     if let Some(template) = req.probe_template {

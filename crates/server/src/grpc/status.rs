@@ -68,7 +68,7 @@ pub fn store(err: StoreError) -> Status {
         }
         StoreError::GalleryExists(_) => Status::already_exists(err.to_string()),
         StoreError::DimensionMismatch { .. } => Status::failed_precondition(err.to_string()),
-        StoreError::Stopped => Status::unavailable(err.to_string()),
+        StoreError::Stopped | StoreError::Unavailable(_) => Status::unavailable(err.to_string()),
         StoreError::Database(_) | StoreError::Corrupt(_) => {
             tracing::error!(error = %err, "store failure");
             Status::internal(format!("storage failure: {err}"))
