@@ -185,3 +185,141 @@ async fn replicas_share_one_gallery_through_postgres() {
     assert_eq!(best(&mut cb, photo, 0).await, None);
     drop(a);
 }
+
+/// PostgreSQL restarted while both replicas take enrollments: calls fail with
+/// UNAVAILABLE while it is down, and every enrollment that was acknowledged is on both
+/// replicas afterwards, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_under_enrollment_loses_nothing_acknowledged() {
+    let pg = PgServer::start();
+    let (data_a, data_b) = (TempDir::new("restart-a"), TempDir::new("restart-b"));
+    let (a, b) = (replica(&pg, &data_a), replica(&pg, &data_b));
+    let photos = lfw_photos();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let refused = std::sync::Arc::new(std::sync::Mutex::new(Vec::<tonic::Status>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = tokio::task::JoinSet::new();
+    for (w, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let mut client = server.client().await;
+        let (acked, refused, stop) = (acked.clone(), refused.clone(), stop.clone());
+        let photos = photos.clone();
+        workers.spawn(async move {
+            for n in 0.. {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                let id = format!("w{w}-{n}");
+                let photo = &photos[(w * 500 + n) % photos.len()];
+                let reply = client
+                    .enroll(pb::EnrollRequest {
+                        identity_id: id.clone(),
+                        images: vec![raw_image(&lfw_crop_at(photo))],
+                        ..Default::default()
+                    })
+                    .await;
+                match reply {
+                    Ok(_) => acked.lock().unwrap().push(id),
+                    Err(status) => {
+                        refused.lock().unwrap().push(status);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    pg.pg_ctl("restart");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    while workers.join_next().await.is_some() {}
+
+    let acked = acked.lock().unwrap().clone();
+    let refused = refused.lock().unwrap().clone();
+    eprintln!(
+        "{} enrollments acknowledged, {} refused around the restart",
+        acked.len(),
+        refused.len()
+    );
+    assert!(
+        acked.len() >= 10,
+        "too little load to test: {}",
+        acked.len()
+    );
+    for status in &refused {
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+    // A write after the restart on each replica: their followers have caught up with
+    // everything before it once it is acknowledged.
+    for (id, server, photo) in [
+        ("after-a", &a, &photos[3000]),
+        ("after-b", &b, &photos[3001]),
+    ] {
+        let mut client = server.client().await;
+        let sequence = eventually_enrolled(&mut client, id, photo).await;
+        for other in [&a, &b] {
+            let mut c = other.client().await;
+            let listed = list_all(&mut c, sequence).await;
+            for id in &acked {
+                assert_eq!(
+                    listed.iter().filter(|l| *l == id).count(),
+                    1,
+                    "acknowledged {id} missing or duplicated"
+                );
+            }
+        }
+    }
+}
+
+/// Enrolls one more identity, retrying while the database comes back; its sequence.
+async fn eventually_enrolled(client: &mut Client, id: &str, photo: &std::path::Path) -> u64 {
+    let started = Instant::now();
+    loop {
+        let reply = client
+            .enroll(pb::EnrollRequest {
+                identity_id: id.into(),
+                images: vec![raw_image(&lfw_crop_at(photo))],
+                ..Default::default()
+            })
+            .await;
+        match reply {
+            Ok(r) => return r.into_inner().sequence,
+            Err(e) if started.elapsed() < Duration::from_secs(20) => {
+                eprintln!("waiting for the database: {e:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the database did not come back: {e:?}"),
+        }
+    }
+}
+
+/// Every identity id of the default gallery, once the replica has applied `sequence`.
+async fn list_all(client: &mut Client, sequence: u64) -> Vec<String> {
+    // An Identify with min_sequence makes the replica catch up first.
+    let _ = client
+        .identify(pb::IdentifyRequest {
+            probe_template: None,
+            image: Some(raw_image(&lfw_crop_at(&lfw_photos()[0]))),
+            min_sequence: sequence,
+            ..Default::default()
+        })
+        .await
+        .expect("caught up");
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_identities(pb::ListIdentitiesRequest {
+                page_size: 1000,
+                page_token: token,
+                gallery: String::new(),
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        out.extend(page.identities.into_iter().map(|i| i.identity_id));
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
