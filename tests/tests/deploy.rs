@@ -57,6 +57,7 @@ fn manifests_and_compose_file_validate() {
     for line in [
         "ok   kubernetes deploy/kubernetes/overlays/cpu",
         "ok   kubernetes deploy/kubernetes/overlays/gpu",
+        "ok   kubernetes deploy/kubernetes/overlays/replicas",
         "ok   compose docker-compose.yml (all profiles)",
         "ok   compose docker-compose.yml (cpu)",
         "ok   compose docker-compose.yml (gpu)",
@@ -189,6 +190,34 @@ fn kubernetes_overlays_carry_probes_volume_and_gpu() {
     assert!(gpu.contains("image: vargid:cuda"));
     assert!(gpu.contains("nvidia.com/gpu: 1"));
     assert!(gpu.contains("name: VARGID_MODEL__EXECUTION_PROVIDER\n          value: cuda"));
+}
+
+/// The replicas overlay: several pods on the shared PostgreSQL record, no gallery
+/// volume, scaled on CPU, a disruption budget, and the trial PostgreSQL.
+#[test]
+fn kubernetes_replicas_overlay_shares_postgres() {
+    let yaml = render("replicas");
+    for needle in [
+        "kind: Deployment",
+        "replicas: 2",
+        "type: RollingUpdate",
+        "name: VARGID_GALLERY__BACKEND\n          value: postgres",
+        "name: VARGID_GALLERY__POSTGRES__URL",
+        "kind: HorizontalPodAutoscaler",
+        "averageUtilization: 70",
+        "kind: PodDisruptionBudget",
+        "minAvailable: 1",
+        "kind: StatefulSet",
+        "image: postgres:15-bookworm",
+        "service: vargid.v1.FaceService",
+    ] {
+        assert!(
+            yaml.contains(needle),
+            "replicas: {needle:?} missing:\n{yaml}"
+        );
+    }
+    assert!(!yaml.contains("kind: PersistentVolumeClaim"), "{yaml}");
+    assert!(!yaml.contains("claimName: vargid-data"), "{yaml}");
 }
 
 #[test]
