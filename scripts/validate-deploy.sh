@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 K8S_VERSIONS=(1.30.0 1.37.0)
-COMPOSE_PROFILES=(cpu gpu)
+COMPOSE_PROFILES=(cpu gpu replicas)
 DOCKER_VARIANTS=(cpu cuda)
 
 k8s=() compose=() dockerfiles=() mode=""

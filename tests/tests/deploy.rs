@@ -61,6 +61,7 @@ fn manifests_and_compose_file_validate() {
         "ok   compose docker-compose.yml (all profiles)",
         "ok   compose docker-compose.yml (cpu)",
         "ok   compose docker-compose.yml (gpu)",
+        "ok   compose docker-compose.yml (replicas)",
         "ok   dockerfile Dockerfile (VARIANT=cpu)",
         "ok   dockerfile Dockerfile (VARIANT=cuda)",
         "ok   yaml ",
@@ -218,6 +219,40 @@ fn kubernetes_replicas_overlay_shares_postgres() {
     }
     assert!(!yaml.contains("kind: PersistentVolumeClaim"), "{yaml}");
     assert!(!yaml.contains("claimName: vargid-data"), "{yaml}");
+}
+
+/// The compose `replicas` profile: PostgreSQL, two replicas on it, Envoy in front.
+#[test]
+fn compose_replicas_profile_puts_envoy_before_two_replicas() {
+    assert!(run("scripts/install-go-tools.sh", &["composecheck"])
+        .status
+        .success());
+    let out = run(
+        ".deps/bin/composecheck",
+        &["-profile", "replicas", "docker-compose.yml"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "postgres:",
+        "vargid-a:",
+        "vargid-b:",
+        "envoy:",
+        "VARGID_GALLERY__BACKEND: postgres",
+        "condition: service_healthy",
+        "target: /etc/envoy/envoy.yaml",
+    ] {
+        assert!(yaml.contains(needle), "{needle:?} missing:\n{yaml}");
+    }
+    let envoy = read("deploy/envoy/envoy.yaml");
+    for needle in [
+        "address: vargid-a",
+        "address: vargid-b",
+        "http2_protocol_options",
+        "grpc_health_check",
+    ] {
+        assert!(envoy.contains(needle), "{needle:?} missing from envoy.yaml");
+    }
 }
 
 #[test]
