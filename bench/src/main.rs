@@ -9,7 +9,9 @@
 //! - `vargid-bench raw`: the model alone on one runtime library (a child process of
 //!   `baseline`, which compares libraries);
 //! - `vargid-bench overload`: goodput, admitted latency and recovery far past
-//!   capacity, against the same generator at concurrency 16.
+//!   capacity, against the same generator at concurrency 16;
+//! - `vargid-bench replicas`: replicas sharing a PostgreSQL gallery record: Identify
+//!   throughput with 1, 2 and 3 replicas, and replication lag under enrollment load.
 
 mod baseline;
 mod batching;
@@ -18,6 +20,7 @@ mod lfw;
 mod load;
 mod overload;
 mod raw;
+mod replicas;
 mod service;
 
 fn main() -> anyhow::Result<()> {
@@ -29,8 +32,9 @@ fn main() -> anyhow::Result<()> {
         Some("overload") => overload::run(argv.collect()),
         Some("baseline") => baseline::run(argv.collect()),
         Some("raw") => raw::run(argv.collect()),
+        Some("replicas") => replicas::run(argv.collect()),
         _ => anyhow::bail!(
-            "usage: vargid-bench batching|baseline|gallery|lfw|overload|raw [options]"
+            "usage: vargid-bench batching|baseline|gallery|lfw|overload|raw|replicas [options]"
         ),
     }
 }
