@@ -105,6 +105,24 @@ async fn replicas_share_one_ordered_log_and_read_their_writes() {
         other => panic!("{other:?}"),
     }
 
+    // The log names templates by id; their embeddings stay in the faces table only.
+    let (db, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    for row in db
+        .query("SELECT change FROM change_log", &[])
+        .await
+        .unwrap()
+    {
+        let text: &str = row.get(0);
+        assert_eq!(
+            text.matches("\"embedding\":").count(),
+            text.matches("\"embedding\":[]").count(),
+            "an embedding in the log: {text}"
+        );
+    }
+
     // Deletes and drops propagate; errors are the caller's and change nothing.
     let (s3, _) = b
         .store

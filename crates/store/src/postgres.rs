@@ -9,6 +9,11 @@
 //! notification, is the truth, so a missed notification only delays a replica until
 //! its next poll.
 //!
+//! The log names templates by face id and does not copy their embeddings: a replica
+//! reads them from the faces table when it applies the change, so that erasing an
+//! identity (DeleteIdentity, then `CompactStorage`'s `VACUUM FULL`) leaves no copy of
+//! its templates in the log.
+//!
 //! Each replica applies every change, its own included, through the same hook the
 //! SQLite store calls, and [`PgStore::apply`] returns only once its own replica has
 //! applied the change: a caller reads its own writes on the replica it wrote to, and on
@@ -298,7 +303,7 @@ impl PgStore {
             committed_unix_ms: now_ms(),
             applied,
         };
-        let text = serde_json::to_string(&logged).map_err(corrupt)?;
+        let text = serde_json::to_string(&without_embeddings(&logged)).map_err(corrupt)?;
         tx.execute(
             "INSERT INTO change_log (seq, committed_ms, change) VALUES ($1, $2, $3)",
             &[&seq, &logged.committed_unix_ms, &text],
@@ -427,9 +432,69 @@ async fn changes_after(pool: &Pool, after: i64) -> Result<Vec<LoggedChange>, Sto
             &[&after, &LOG_PAGE],
         )
         .await?;
-    rows.iter()
+    let mut changes = rows
+        .iter()
         .map(|r| serde_json::from_str::<LoggedChange>(r.get::<_, &str>(0)).map_err(corrupt))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // The templates' embeddings, from the faces table. One deleted since (a later
+    // change in this log removes its identity) is left out.
+    let ids: Vec<i64> = changes
+        .iter()
+        .flat_map(|c| faces_of(&c.applied))
+        .map(|f| f.face_id)
+        .collect();
+    if ids.is_empty() {
+        return Ok(changes);
+    }
+    let mut embeddings: std::collections::HashMap<i64, Vec<f32>> = client
+        .query(
+            "SELECT face_id, embedding FROM faces WHERE face_id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, blob_to_embedding(r.try_get(1)?)?)))
+        .collect::<Result<_, StoreError>>()?;
+    for change in &mut changes {
+        for faces in face_lists_mut(&mut change.applied) {
+            faces.retain_mut(|f| match embeddings.remove(&f.face_id) {
+                Some(e) => {
+                    f.embedding = e;
+                    true
+                }
+                None => false,
+            });
+        }
+    }
+    Ok(changes)
+}
+
+/// The change as the log keeps it: templates by face id, without their embeddings.
+fn without_embeddings(logged: &LoggedChange) -> LoggedChange {
+    let mut out = logged.clone();
+    for faces in face_lists_mut(&mut out.applied) {
+        for f in faces.iter_mut() {
+            f.embedding = Vec::new();
+        }
+    }
+    out
+}
+
+fn faces_of(applied: &Applied) -> impl Iterator<Item = &FaceRow> {
+    let (one, many): (&[FaceRow], &[(IdentityRow, Vec<FaceRow>)]) = match applied {
+        Applied::Enrolled { faces, .. } => (faces, &[]),
+        Applied::Imported { identities, .. } => (&[], identities),
+        _ => (&[], &[]),
+    };
+    one.iter().chain(many.iter().flat_map(|(_, f)| f.iter()))
+}
+
+fn face_lists_mut(applied: &mut Applied) -> Vec<&mut Vec<FaceRow>> {
+    match applied {
+        Applied::Enrolled { faces, .. } => vec![faces],
+        Applied::Imported { identities, .. } => identities.iter_mut().map(|(_, f)| f).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn now_ms() -> i64 {
