@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::postgres::PgServer;
-use vargid_store::postgres::{LoggedChange, PgStore};
+use vargid_store::postgres::{Followed, LoggedChange, PgStore, DEFAULT_LOG_KEEP};
 use vargid_store::{Applied, Change, GalleryRecord, ModelTag, StoreError};
 
 /// A replica: a store following the log from its snapshot, recording what it applies.
@@ -26,7 +26,11 @@ async fn replica(url: &str) -> Replica {
     let sink = seen.clone();
     store.follow(
         snapshot.seq,
-        Box::new(move |c| sink.lock().unwrap().push(c.clone())),
+        DEFAULT_LOG_KEEP,
+        Box::new(move |followed| match followed {
+            Followed::Change(c) => sink.lock().unwrap().push(c.clone()),
+            Followed::Reset(snapshot) => panic!("unexpected rebuild at {}", snapshot.seq),
+        }),
     );
     Replica { store, seen }
 }
@@ -252,4 +256,47 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A replica behind the trimmed start of the log rebuilds from the tables, then
+/// follows the changes after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_the_trimmed_log_rebuilds() {
+    let pg = PgServer::start();
+    let a = replica(&pg.url()).await;
+    let late = PgStore::open(&pg.url(), 2).await.expect("open");
+    let behind = late.snapshot().await.expect("snapshot").seq;
+    a.store.apply(gallery("g")).await.unwrap();
+    for i in 0..5 {
+        a.store
+            .apply(enroll("g", &format!("p{i}"), i as f32))
+            .await
+            .unwrap();
+    }
+    assert_eq!(a.store.trim_log(1).await.unwrap(), 5);
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = events.clone();
+    late.follow(
+        behind,
+        DEFAULT_LOG_KEEP,
+        Box::new(move |followed| {
+            sink.lock().unwrap().push(match followed {
+                Followed::Change(c) => format!("change {}", c.seq),
+                Followed::Reset(s) => format!(
+                    "reset {} with {} faces",
+                    s.seq,
+                    s.galleries.iter().map(|g| g.faces.len()).sum::<usize>()
+                ),
+            })
+        }),
+    );
+    let (next, _) = a.store.apply(enroll("g", "p5", 5.0)).await.unwrap();
+    assert!(late.wait_for(next, Duration::from_secs(10)).await);
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![
+            format!("reset {} with 5 faces", next - 1),
+            format!("change {next}")
+        ]
+    );
 }

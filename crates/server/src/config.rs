@@ -163,6 +163,8 @@ pub struct PostgresSettings {
     pub url: String,
     /// Connections this replica keeps to the database.
     pub max_connections: usize,
+    /// Changes the shared log keeps: a replica further behind rebuilds from the tables.
+    pub log_keep: i64,
 }
 
 impl Default for PostgresSettings {
@@ -170,6 +172,7 @@ impl Default for PostgresSettings {
         Self {
             url: String::new(),
             max_connections: 8,
+            log_keep: vargid_store::postgres::DEFAULT_LOG_KEEP,
         }
     }
 }

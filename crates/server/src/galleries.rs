@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use vargid_index::{Gallery, IdentityEntry, IndexSpec};
-use vargid_store::postgres::PgStore;
+use vargid_store::postgres::{Followed, PgStore};
 use vargid_store::{
     Applied, Change, FaceRow, GalleryContents, GalleryRecord, IdentityRow, ModelTag, Store,
     StoreError,
@@ -119,9 +119,16 @@ impl Galleries {
                 );
                 store.follow(
                     snapshot.seq,
-                    Box::new(move |logged| {
-                        crate::metrics::replication_applied(logged.seq, logged.committed_unix_ms);
-                        apply_to_indexes(&hook_map, &logged.applied);
+                    settings.log_keep,
+                    Box::new(move |followed| match followed {
+                        Followed::Change(logged) => {
+                            crate::metrics::replication_applied(
+                                logged.seq,
+                                logged.committed_unix_ms,
+                            );
+                            apply_to_indexes(&hook_map, &logged.applied);
+                        }
+                        Followed::Reset(snapshot) => rebuild_all(&hook_map, snapshot.galleries),
                     }),
                 );
                 Record::Postgres(store)
@@ -380,6 +387,22 @@ fn build_index(
     index.put_many(entries)?;
     tracing::info!(gallery = %record.name, faces = index.face_count(), "index rebuilt from the record");
     Ok(LiveGallery { record, index })
+}
+
+/// Replaces every live gallery with one built from `galleries` (a replica that fell
+/// behind the shared log's trimmed start).
+fn rebuild_all(map: &GalleryMap, galleries: Vec<GalleryContents>) {
+    let mut fresh = HashMap::new();
+    for contents in galleries {
+        let name = contents.gallery.name.clone();
+        match build_index(contents, None) {
+            Ok(live) => {
+                fresh.insert(name, Arc::new(live));
+            }
+            Err(e) => tracing::error!(gallery = %name, error = %e, "rebuilding the gallery"),
+        }
+    }
+    *map.write().unwrap_or_else(|e| e.into_inner()) = fresh;
 }
 
 /// The commit hook: mirrors each committed change into the live indexes.

@@ -49,8 +49,23 @@ const POLL: Duration = Duration::from_millis(500);
 /// starting at once.
 const SCHEMA_LOCK: i64 = 0x7661_7267_6964; // "vargid"
 
-/// Called with each change, in log order, on the replica's follower task.
-pub type ChangeHook = Box<dyn Fn(&LoggedChange) + Send + Sync + 'static>;
+/// What a replica's follower hands its hook, in log order.
+pub enum Followed<'a> {
+    /// The next change.
+    Change(&'a LoggedChange),
+    /// The replica fell behind the trimmed log (or found a gap): every gallery as of
+    /// `seq`, to rebuild from; changes after it follow.
+    Reset(PgSnapshot),
+}
+
+/// Called on the replica's follower task.
+pub type ChangeHook = Box<dyn Fn(Followed<'_>) + Send + Sync + 'static>;
+
+/// Changes the log keeps by default: a replica further behind than this rebuilds from
+/// the tables instead of catching up change by change.
+pub const DEFAULT_LOG_KEEP: i64 = 100_000;
+/// How often a replica trims the log to its last `log_keep` changes.
+const TRIM_EVERY: Duration = Duration::from_secs(60);
 
 /// One entry of the change log.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -208,29 +223,21 @@ impl PgStore {
     /// reflect, read in one consistent snapshot: build the indexes from it, then
     /// [`PgStore::follow`] from `seq`.
     pub async fn snapshot(&self) -> Result<PgSnapshot, StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let seq: i64 = tx
-            .query_one("SELECT seq FROM change_head", &[])
-            .await?
-            .get(0);
-        let mut galleries = Vec::new();
-        for record in galleries_in(&*tx).await? {
-            galleries.push(load_in(&*tx, record).await?);
-        }
-        tx.commit().await?;
-        Ok(PgSnapshot { seq, galleries })
+        snapshot_of(&self.pool).await
+    }
+
+    /// Deletes all but the last `keep` changes of the log.
+    pub async fn trim_log(&self, keep: i64) -> Result<u64, StoreError> {
+        trim(&self.pool, keep).await
     }
 
     /// Applies the log after `from` to this replica through `hook`, in order, from now
     /// on: woken by notifications, polling as a fallback. Runs until the store is
     /// dropped.
-    pub fn follow(&self, from: i64, hook: ChangeHook) {
+    ///
+    /// Every `TRIM_EVERY` it also trims the log to its last `log_keep` changes (every
+    /// replica does; the deletes are idempotent).
+    pub fn follow(&self, from: i64, log_keep: i64, hook: ChangeHook) {
         self.applied_tx.send_replace(from);
         let pool = self.pool.clone();
         let config = self.config.clone();
@@ -239,22 +246,32 @@ impl PgStore {
             let (wake_tx, mut wake) = mpsc::channel::<()>(1);
             tokio::spawn(listen(config, wake_tx));
             let mut last = from;
+            let mut trimmed = tokio::time::Instant::now();
             loop {
                 match changes_after(&pool, last).await {
+                    Ok(page) if page.first().is_some_and(|c| c.seq != last + 1) => {
+                        // The log was trimmed past this replica: it cannot catch up
+                        // change by change, so it rebuilds from the tables.
+                        tracing::warn!(
+                            expected = last + 1,
+                            found = page[0].seq,
+                            "change log gap: rebuilding every gallery from the database"
+                        );
+                        match snapshot_of(&pool).await {
+                            Ok(snapshot) => {
+                                let seq = snapshot.seq;
+                                hook(Followed::Reset(snapshot));
+                                last = seq;
+                                applied.send_replace(last);
+                                continue;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "reading the galleries"),
+                        }
+                    }
                     Ok(page) => {
                         let full = page.len() as i64 == LOG_PAGE;
                         for change in page {
-                            if change.seq != last + 1 {
-                                // The log was trimmed past this replica: it cannot catch
-                                // up change by change.
-                                tracing::error!(
-                                    expected = last + 1,
-                                    found = change.seq,
-                                    "change log gap: this replica must restart to rebuild"
-                                );
-                                return;
-                            }
-                            hook(&change);
+                            hook(Followed::Change(&change));
                             last = change.seq;
                             applied.send_replace(last);
                         }
@@ -263,6 +280,12 @@ impl PgStore {
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "reading the change log"),
+                }
+                if trimmed.elapsed() >= TRIM_EVERY {
+                    trimmed = tokio::time::Instant::now();
+                    if let Err(e) = trim(&pool, log_keep).await {
+                        tracing::warn!(error = %e, "trimming the change log");
+                    }
                 }
                 if applied.is_closed() {
                     return;
@@ -383,6 +406,36 @@ impl Drop for PgStore {
         // Closes the pool; the follower sees its sender's receivers gone and stops.
         self.pool.close();
     }
+}
+
+async fn snapshot_of(pool: &Pool) -> Result<PgSnapshot, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let seq: i64 = tx
+        .query_one("SELECT seq FROM change_head", &[])
+        .await?
+        .get(0);
+    let mut galleries = Vec::new();
+    for record in galleries_in(&*tx).await? {
+        galleries.push(load_in(&*tx, record).await?);
+    }
+    tx.commit().await?;
+    Ok(PgSnapshot { seq, galleries })
+}
+
+async fn trim(pool: &Pool, keep: i64) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "DELETE FROM change_log WHERE seq <= (SELECT seq FROM change_head) - $1",
+            &[&keep.max(0)],
+        )
+        .await?)
 }
 
 /// Forwards notifications on `config`'s database to `wake`, reconnecting after a
