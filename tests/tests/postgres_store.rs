@@ -267,11 +267,14 @@ async fn a_replica_behind_the_trimmed_log_rebuilds() {
     let late = PgStore::open(&pg.url(), 2).await.expect("open");
     let behind = late.snapshot().await.expect("snapshot").seq;
     a.store.apply(gallery("g")).await.unwrap();
+    let mut head = 0;
     for i in 0..5 {
-        a.store
+        head = a
+            .store
             .apply(enroll("g", &format!("p{i}"), i as f32))
             .await
-            .unwrap();
+            .unwrap()
+            .0;
     }
     assert_eq!(a.store.trim_log(1).await.unwrap(), 5);
     let events: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -290,12 +293,14 @@ async fn a_replica_behind_the_trimmed_log_rebuilds() {
             })
         }),
     );
+    // Rebuilt up to the head first (so the order below is fixed), then one more change.
+    assert!(late.wait_for(head, Duration::from_secs(10)).await);
     let (next, _) = a.store.apply(enroll("g", "p5", 5.0)).await.unwrap();
     assert!(late.wait_for(next, Duration::from_secs(10)).await);
     assert_eq!(
         *events.lock().unwrap(),
         vec![
-            format!("reset {} with 5 faces", next - 1),
+            format!("reset {head} with 5 faces"),
             format!("change {next}")
         ]
     );
