@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::postgres::PgServer;
-use vargid_store::postgres::{Followed, LoggedChange, PgStore, DEFAULT_LOG_KEEP};
+use vargid_store::postgres::{Followed, LoggedChange, PgStore, PgTls, DEFAULT_LOG_KEEP};
 use vargid_store::{Applied, Change, GalleryRecord, ModelTag, StoreError};
 
 /// A replica: a store following the log from its snapshot, recording what it applies.
@@ -20,7 +20,9 @@ struct Replica {
 }
 
 async fn replica(url: &str) -> Replica {
-    let store = PgStore::open(url, 4).await.expect("open the store");
+    let store = PgStore::open(url, 4, &PgTls::Disabled)
+        .await
+        .expect("open the store");
     let snapshot = store.snapshot().await.expect("snapshot");
     let seen: Arc<Mutex<Vec<LoggedChange>>> = Arc::default();
     let sink = seen.clone();
@@ -264,7 +266,9 @@ fn now_ms() -> i64 {
 async fn a_replica_behind_the_trimmed_log_rebuilds() {
     let pg = PgServer::start();
     let a = replica(&pg.url()).await;
-    let late = PgStore::open(&pg.url(), 2).await.expect("open");
+    let late = PgStore::open(&pg.url(), 2, &PgTls::Disabled)
+        .await
+        .expect("open");
     let behind = late.snapshot().await.expect("snapshot").seq;
     a.store.apply(gallery("g")).await.unwrap();
     let mut head = 0;
@@ -304,4 +308,55 @@ async fn a_replica_behind_the_trimmed_log_rebuilds() {
             format!("change {next}")
         ]
     );
+}
+
+/// TLS to the database: a server that refuses plaintext is reached with the CA's
+/// certificate, and refused without TLS or with another CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_database_is_verified() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    let pg = PgServer::start_tls(&cert.pem(), &key.serialize_pem());
+    let dir = std::env::temp_dir().join(format!("vargid-pg-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let url = format!("{}?sslmode=require", pg.url_by_name());
+
+    let tls = PgTls::Verified {
+        ca_file: ca_file.clone(),
+    };
+    let store = PgStore::open(&url, 2, &tls).await.expect("TLS with the CA");
+    let snapshot = store.snapshot().await.unwrap();
+    store.follow(snapshot.seq, DEFAULT_LOG_KEEP, Box::new(|_| {}));
+    store.apply(gallery("g")).await.expect("a write over TLS");
+
+    let plain = PgStore::open(&pg.url_by_name(), 2, &PgTls::Disabled).await;
+    assert!(
+        matches!(plain, Err(StoreError::Unavailable(_))),
+        "plaintext must be refused: {plain:?}"
+    );
+    let other_key = KeyPair::generate().unwrap();
+    let mut other = CertificateParams::new(Vec::new()).unwrap();
+    other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let other_file = dir.join("other.pem");
+    std::fs::write(&other_file, other.self_signed(&other_key).unwrap().pem()).unwrap();
+    let wrong = PgStore::open(
+        &url,
+        2,
+        &PgTls::Verified {
+            ca_file: other_file,
+        },
+    )
+    .await;
+    assert!(wrong.is_err(), "another CA must be refused");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -165,6 +165,22 @@ pub struct PostgresSettings {
     pub max_connections: usize,
     /// Changes the shared log keeps: a replica further behind rebuilds from the tables.
     pub log_keep: i64,
+    /// CA certificates (PEM) to verify the database's TLS certificate against; empty
+    /// for plaintext. With it, add `sslmode=require` to the URL.
+    pub ca_file: PathBuf,
+}
+
+impl PostgresSettings {
+    /// TLS to the database: verified against `ca_file` when one is set.
+    pub fn tls(&self) -> vargid_store::postgres::PgTls {
+        if self.ca_file.as_os_str().is_empty() {
+            vargid_store::postgres::PgTls::Disabled
+        } else {
+            vargid_store::postgres::PgTls::Verified {
+                ca_file: self.ca_file.clone(),
+            }
+        }
+    }
 }
 
 impl Default for PostgresSettings {
@@ -173,6 +189,7 @@ impl Default for PostgresSettings {
             url: String::new(),
             max_connections: 8,
             log_keep: vargid_store::postgres::DEFAULT_LOG_KEEP,
+            ca_file: PathBuf::new(),
         }
     }
 }

@@ -105,7 +105,8 @@ impl Galleries {
                 Record::Sqlite(store)
             }
             Some(settings) => {
-                let store = PgStore::open(&settings.url, settings.max_connections).await?;
+                let store =
+                    PgStore::open(&settings.url, settings.max_connections, &settings.tls()).await?;
                 // One consistent read of every gallery and the log position it reflects;
                 // the follower applies what comes after. No local snapshots: another
                 // replica may have changed a gallery since one was written.

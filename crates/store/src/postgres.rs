@@ -23,6 +23,7 @@
 //! with a pool that reconnects after a database restart; sqlx would bring its own
 //! runtime glue, macros and a second TLS stack for the same queries.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,10 +85,63 @@ pub struct PgSnapshot {
     pub galleries: Vec<GalleryContents>,
 }
 
+/// How replicas reach the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PgTls {
+    /// Plaintext (a private network, or a TLS-terminating proxy beside the replica).
+    #[default]
+    Disabled,
+    /// TLS (rustls), the server's certificate verified against the CA certificates in
+    /// `ca_file` (PEM) and the URL's host name. Add `sslmode=require` to the URL so
+    /// that a server offering no TLS is refused rather than used in plaintext.
+    Verified { ca_file: PathBuf },
+}
+
+/// The TLS connector both the pool and the listening connection use.
+#[derive(Clone)]
+enum Connector {
+    Plain,
+    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+impl Connector {
+    fn new(tls: &PgTls) -> Result<Self, StoreError> {
+        let ca_file = match tls {
+            PgTls::Disabled => return Ok(Connector::Plain),
+            PgTls::Verified { ca_file } => ca_file,
+        };
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let bad = |why: String| StoreError::Database(format!("PostgreSQL TLS: {why}"));
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca_file)
+            .map_err(|e| bad(format!("reading {}: {e}", ca_file.display())))?
+        {
+            let cert = cert.map_err(|e| bad(format!("{}: {e}", ca_file.display())))?;
+            roots
+                .add(cert)
+                .map_err(|e| bad(format!("{}: {e}", ca_file.display())))?;
+        }
+        if roots.is_empty() {
+            return Err(bad(format!("no certificate in {}", ca_file.display())));
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Connector::Rustls(
+            tokio_postgres_rustls::MakeRustlsConnect::new(config),
+        ))
+    }
+}
+
 /// Handle to the shared gallery database.
 pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    connector: Connector,
     /// The last change this replica has applied (0 until it follows).
     applied: watch::Receiver<i64>,
     applied_tx: Arc<watch::Sender<i64>>,
@@ -144,16 +198,19 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 impl PgStore {
     /// Connects to the database at `url` (a libpq URL or key=value string) and creates
     /// the schema if it is missing.
-    pub async fn open(url: &str, max_connections: usize) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, max_connections: usize, tls: &PgTls) -> Result<Self, StoreError> {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Database(format!("PostgreSQL URL: {e}")))?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let connector = Connector::new(tls)?;
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &connector {
+            Connector::Plain => Manager::from_config(config.clone(), NoTls, recycling()),
+            Connector::Rustls(tls) => {
+                Manager::from_config(config.clone(), tls.clone(), recycling())
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(max_connections.max(2))
             .build()
@@ -162,6 +219,7 @@ impl PgStore {
         let store = Self {
             pool,
             config,
+            connector,
             applied,
             applied_tx: Arc::new(applied_tx),
         };
@@ -240,11 +298,11 @@ impl PgStore {
     pub fn follow(&self, from: i64, log_keep: i64, hook: ChangeHook) {
         self.applied_tx.send_replace(from);
         let pool = self.pool.clone();
-        let config = self.config.clone();
+        let (config, connector) = (self.config.clone(), self.connector.clone());
         let applied = self.applied_tx.clone();
         tokio::spawn(async move {
             let (wake_tx, mut wake) = mpsc::channel::<()>(1);
-            tokio::spawn(listen(config, wake_tx));
+            tokio::spawn(listen(config, connector, wake_tx));
             let mut last = from;
             let mut trimmed = tokio::time::Instant::now();
             loop {
@@ -438,26 +496,46 @@ async fn trim(pool: &Pool, keep: i64) -> Result<u64, StoreError> {
         .await?)
 }
 
+/// Drives a listening connection, forwarding each notification to `notes`.
+fn drive_notifications<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notes: mpsc::UnboundedSender<()>,
+) -> tokio::task::JoinHandle<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => {
+                    let _ = notes.send(());
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
+}
+
 /// Forwards notifications on `config`'s database to `wake`, reconnecting after a
 /// failure, until `wake`'s receiver is gone.
-async fn listen(config: tokio_postgres::Config, wake: mpsc::Sender<()>) {
+async fn listen(config: tokio_postgres::Config, connector: Connector, wake: mpsc::Sender<()>) {
     while !wake.is_closed() {
-        match config.connect(NoTls).await {
-            Ok((client, mut connection)) => {
-                let (note_tx, mut notes) = mpsc::unbounded_channel();
-                let driver = tokio::spawn(async move {
-                    let mut messages =
-                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(message) = messages.next().await {
-                        match message {
-                            Ok(AsyncMessage::Notification(_)) => {
-                                let _ = note_tx.send(());
-                            }
-                            Ok(_) => {}
-                            Err(_) => break,
-                        }
-                    }
-                });
+        let (note_tx, mut notes) = mpsc::unbounded_channel();
+        let connected = match &connector {
+            Connector::Plain => config
+                .connect(NoTls)
+                .await
+                .map(|(client, connection)| (client, drive_notifications(connection, note_tx))),
+            Connector::Rustls(tls) => config
+                .connect(tls.clone())
+                .await
+                .map(|(client, connection)| (client, drive_notifications(connection, note_tx))),
+        };
+        match connected {
+            Ok((client, driver)) => {
                 if client
                     .batch_execute(&format!("LISTEN {CHANNEL}"))
                     .await

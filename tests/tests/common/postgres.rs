@@ -15,6 +15,16 @@ pub struct PgServer {
 
 impl PgServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that accepts TLS connections only, with `cert_pem` / `key_pem` (signed
+    /// for "localhost").
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Self {
         let bin = pg_bin();
         let root =
             std::env::temp_dir().join(format!("vargid-pg-{}-{}", std::process::id(), nanos()));
@@ -37,8 +47,38 @@ impl PgServer {
                 "-D",
             ])
             .arg(server.data()));
+        if let Some((cert, key)) = tls {
+            let data = server.data();
+            std::fs::write(data.join("server.crt"), cert).expect("server.crt");
+            std::fs::write(data.join("server.key"), key).expect("server.key");
+            // TCP only with TLS: plaintext connections are refused.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .expect("pg_hba.conf");
+            let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
+            conf.push_str(
+                "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+            );
+            std::fs::write(data.join("postgresql.conf"), conf).expect("postgresql.conf");
+            if is_root() {
+                for file in ["server.crt", "server.key", "pg_hba.conf", "postgresql.conf"] {
+                    run(Command::new("chown").arg("postgres").arg(data.join(file)));
+                }
+            }
+            run(Command::new("chmod")
+                .arg("600")
+                .arg(data.join("server.key")));
+        }
         server.pg_ctl("start");
         server
+    }
+
+    /// The URL by host name (for TLS, whose certificate names "localhost").
+    pub fn url_by_name(&self) -> String {
+        format!("postgresql://vargid@localhost:{}/postgres", self.port)
     }
 
     fn data(&self) -> PathBuf {
