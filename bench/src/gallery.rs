@@ -29,6 +29,7 @@ use vargid_proto::v1 as pb;
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 use vargid_store::{Change, GalleryRecord, ModelTag, Store};
 
+use crate::load::quantile;
 use crate::service::{connect, Service};
 
 struct Args {
@@ -253,10 +254,6 @@ impl Data {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -372,8 +369,8 @@ fn in_process(
         let (ms, recall) = search(&gallery, queries, truth)?;
         println!(
             "| {ef} | {load_s:.1} | {:.3} | {:.3} | {recall:.4} |",
-            percentile(&ms, 0.5),
-            percentile(&ms, 0.99)
+            quantile(&ms, 0.5),
+            quantile(&ms, 0.99)
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -565,14 +562,14 @@ async fn through_service(
         created.index,
         args.describe().1,
         rss.saturating_sub(idle_rss) as f64 / n as f64,
-        percentile(&ms, 0.5),
-        percentile(&ms, 0.99),
+        quantile(&ms, 0.5),
+        quantile(&ms, 0.99),
         recall(&top),
-        percentile(&ms_after, 0.5),
+        quantile(&ms_after, 0.5),
         recall(&top_after),
         top.len(),
-        percentile(&enroll_ms, 0.5),
-        percentile(&enroll_ms, 0.99),
+        quantile(&enroll_ms, 0.5),
+        quantile(&enroll_ms, 0.99),
         doomed.len(),
     );
     Ok(())
@@ -676,8 +673,8 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         } else {
             println!(
                 "\n{n} templates: exact search (FAISS flat, one query at a time) p50 {:.2} ms, p99 {:.2} ms",
-                percentile(&exact_ms, 0.5),
-                percentile(&exact_ms, 0.99)
+                quantile(&exact_ms, 0.5),
+                quantile(&exact_ms, 0.99)
             );
             in_process(&args, &data, n, &templates, &queries, &truth)?;
         }

@@ -26,11 +26,7 @@ impl LoadResult {
 
     /// The `p` quantile (0..1) of successful calls, in ms.
     pub fn ms(&self, p: f64) -> f64 {
-        let l = &self.ok_latencies;
-        l.get(((l.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-            * 1e3
+        quantile(&self.ok_latencies, p) * 1e3
     }
 
     pub fn max_ms(&self) -> f64 {
@@ -64,6 +60,14 @@ impl LoadResult {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// The `p` quantile (0..1) of sorted values (nearest rank); NaN for none.
+pub fn quantile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 /// What each caller sends.

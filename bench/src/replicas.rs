@@ -15,13 +15,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vargid_proto::v1 as pb;
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 
 use crate::batching::face_jpeg;
-use crate::load::drive;
-use crate::service::{connect, Service};
+use crate::load::{drive, quantile};
+use crate::service::{connect, metrics_text, Service};
 
 struct Args {
     postgres_url: String,
@@ -86,13 +85,8 @@ async fn start_replicas(args: &Args, n: usize) -> anyhow::Result<Vec<Service>> {
 
 /// A series' value from a server's /metrics.
 async fn scrape(addr: &str, series: &str) -> anyhow::Result<f64> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await?;
-    Ok(body
+    Ok(metrics_text(addr)
+        .await?
         .lines()
         .find_map(|l| {
             l.strip_prefix(series)
@@ -100,13 +94,6 @@ async fn scrape(addr: &str, series: &str) -> anyhow::Result<f64> {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0.0))
-}
-
-fn quantile(sorted: &[f64], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
-        .copied()
-        .unwrap_or(f64::NAN)
 }
 
 pub fn run(argv: Vec<String>) -> anyhow::Result<()> {

@@ -138,6 +138,18 @@ fn log_field(line: &str, key: &str) -> Option<String> {
         .map(|v| v.trim_matches('"').to_string())
 }
 
+/// The server's /metrics text (Prometheus exposition format).
+pub async fn metrics_text(addr: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
 /// Cumulative counters from the server's /metrics.
 pub struct ServerStats {
     pub batches: f64,
@@ -148,13 +160,7 @@ pub struct ServerStats {
 
 impl ServerStats {
     pub async fn scrape(addr: &str) -> anyhow::Result<Self> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-            .await?;
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await?;
+        let body = metrics_text(addr).await?;
         let value = |series: &str| {
             body.lines()
                 .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))

@@ -221,18 +221,23 @@ fn kubernetes_replicas_overlay_shares_postgres() {
     assert!(!yaml.contains("claimName: vargid-data"), "{yaml}");
 }
 
-/// The compose `replicas` profile: PostgreSQL, two replicas on it, Envoy in front.
-#[test]
-fn compose_replicas_profile_puts_envoy_before_two_replicas() {
+/// The compose file as loaded with `profile` (composecheck prints the resolved model).
+fn compose_config(profile: &str) -> String {
     assert!(run("scripts/install-go-tools.sh", &["composecheck"])
         .status
         .success());
     let out = run(
         ".deps/bin/composecheck",
-        &["-profile", "replicas", "docker-compose.yml"],
+        &["-profile", profile, "docker-compose.yml"],
     );
     assert!(out.status.success(), "{}", text(&out));
-    let yaml = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The compose `replicas` profile: PostgreSQL, two replicas on it, Envoy in front.
+#[test]
+fn compose_replicas_profile_puts_envoy_before_two_replicas() {
+    let yaml = compose_config("replicas");
     for needle in [
         "postgres:",
         "vargid-a:",
@@ -257,15 +262,7 @@ fn compose_replicas_profile_puts_envoy_before_two_replicas() {
 
 #[test]
 fn compose_gpu_profile_reserves_a_gpu() {
-    assert!(run("scripts/install-go-tools.sh", &["composecheck"])
-        .status
-        .success());
-    let out = run(
-        ".deps/bin/composecheck",
-        &["-profile", "gpu", "docker-compose.yml"],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    let yaml = String::from_utf8(out.stdout).unwrap();
+    let yaml = compose_config("gpu");
     for needle in [
         "vargid-gpu:",
         "driver: nvidia",
@@ -277,11 +274,7 @@ fn compose_gpu_profile_reserves_a_gpu() {
     ] {
         assert!(yaml.contains(needle), "{needle:?} missing:\n{yaml}");
     }
-    let out = run(
-        ".deps/bin/composecheck",
-        &["-profile", "cpu", "docker-compose.yml"],
-    );
-    let yaml = String::from_utf8(out.stdout).unwrap();
+    let yaml = compose_config("cpu");
     assert!(yaml.contains("VARIANT: cpu") && !yaml.contains("driver: nvidia"));
 }
 

@@ -30,30 +30,6 @@ impl Rng {
     }
 }
 
-async fn all_identities(
-    client: &mut FaceServiceClient<tonic::transport::Channel>,
-    gallery: &str,
-) -> Vec<pb::Identity> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_identities(pb::ListIdentitiesRequest {
-                page_size: 1000,
-                page_token: token,
-                gallery: gallery.into(),
-            })
-            .await
-            .expect("list")
-            .into_inner();
-        out.extend(page.identities);
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
-    }
-}
-
 /// SIGKILL at random moments under concurrent enrollment, several times (with junk
 /// appended to the write-ahead log once): after each restart every acknowledged
 /// enrollment is present exactly once and identifiable.
@@ -164,7 +140,7 @@ async fn survive_sigkill(index: &str) {
         "the load enrolled too little to test: {}",
         acked.len()
     );
-    let present = all_identities(&mut client, "").await;
+    let present = common::all_identities(&mut client, "").await;
     let ids: HashSet<&str> = present.iter().map(|i| i.identity_id.as_str()).collect();
     for identity in &present {
         assert_eq!(
@@ -214,12 +190,8 @@ async fn prefill(
     n: usize,
     rng: &mut Rng,
 ) {
-    let info = client
-        .get_service_info(pb::GetServiceInfoRequest {})
-        .await
-        .expect("service info")
-        .into_inner();
-    let dim = info.embedding_size as usize;
+    let model = common::served_model(client).await;
+    let dim = model.embedding_size as usize;
     let identities = (0..n)
         .map(|i| pb::ExportedIdentity {
             identity: Some(pb::Identity {
@@ -235,11 +207,7 @@ async fn prefill(
     client
         .import_gallery(pb::ImportGalleryRequest {
             gallery: String::new(),
-            model: Some(pb::ModelTag {
-                name: info.model_name,
-                version: info.model_version,
-                embedding_size: info.embedding_size,
-            }),
+            model: Some(model),
             identities,
         })
         .await

@@ -297,29 +297,15 @@ async fn list_all(client: &mut Client, sequence: u64) -> Vec<String> {
     // An Identify with min_sequence makes the replica catch up first.
     let _ = client
         .identify(pb::IdentifyRequest {
-            probe_template: None,
             image: Some(raw_image(&lfw_crop_at(&lfw_photos()[0]))),
             min_sequence: sequence,
             ..Default::default()
         })
         .await
         .expect("caught up");
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_identities(pb::ListIdentitiesRequest {
-                page_size: 1000,
-                page_token: token,
-                gallery: String::new(),
-            })
-            .await
-            .expect("list")
-            .into_inner();
-        out.extend(page.identities.into_iter().map(|i| i.identity_id));
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
-    }
+    common::all_identities(client, "")
+        .await
+        .into_iter()
+        .map(|i| i.identity_id)
+        .collect()
 }

@@ -20,6 +20,8 @@ mod error;
 pub mod postgres;
 #[cfg(feature = "sqlite")]
 mod reader;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod rules;
 #[cfg(feature = "sqlite")]
 mod schema;
 mod types;

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
 
 use crate::codec::{blob_to_embedding, embedding_to_blob, json_to_metadata, metadata_to_json};
+use crate::rules::{check_dims, merge_identity};
 use crate::types::{
     Applied, Change, FaceRow, GalleryContents, GalleryRecord, IdentityRow, ModelTag,
 };
@@ -411,12 +412,6 @@ impl PgStore {
         Ok(())
     }
 
-    /// One gallery's record, if it exists.
-    pub async fn gallery(&self, name: &str) -> Result<Option<GalleryRecord>, StoreError> {
-        let client = self.pool.get().await?;
-        gallery_in(&**client, name).await
-    }
-
     /// Every gallery.
     pub async fn galleries(&self) -> Result<Vec<GalleryRecord>, StoreError> {
         let client = self.pool.get().await?;
@@ -441,21 +436,34 @@ impl PgStore {
                 &[&gallery, &after.unwrap_or(""), &(limit as i64)],
             )
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let identity = identity_row(&row)?;
-            let faces = face_rows(
-                &client
-                    .query(
-                        "SELECT face_id, identity_id, embedding FROM faces
-                         WHERE gallery = $1 AND identity_id = $2 ORDER BY face_id",
-                        &[&gallery, &identity.identity_id],
-                    )
-                    .await?,
-            )?;
-            out.push((identity, faces));
+        let identities = rows
+            .iter()
+            .map(identity_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // The page's templates in one query, not one per identity.
+        let ids: Vec<&str> = identities.iter().map(|i| i.identity_id.as_str()).collect();
+        let mut faces: std::collections::HashMap<String, Vec<FaceRow>> = Default::default();
+        for face in face_rows(
+            &client
+                .query(
+                    "SELECT face_id, identity_id, embedding FROM faces
+                     WHERE gallery = $1 AND identity_id = ANY($2) ORDER BY face_id",
+                    &[&gallery, &ids],
+                )
+                .await?,
+        )? {
+            faces
+                .entry(face.identity_id.clone())
+                .or_default()
+                .push(face);
         }
-        Ok(out)
+        Ok(identities
+            .into_iter()
+            .map(|identity| {
+                let templates = faces.remove(&identity.identity_id).unwrap_or_default();
+                (identity, templates)
+            })
+            .collect())
     }
 }
 
@@ -570,9 +578,9 @@ async fn changes_after(pool: &Pool, after: i64) -> Result<Vec<LoggedChange>, Sto
     // The templates' embeddings, from the faces table. One deleted since (a later
     // change in this log removes its identity) is left out.
     let ids: Vec<i64> = changes
-        .iter()
-        .flat_map(|c| faces_of(&c.applied))
-        .map(|f| f.face_id)
+        .iter_mut()
+        .flat_map(|c| face_lists_mut(&mut c.applied))
+        .flat_map(|faces| faces.iter().map(|f| f.face_id))
         .collect();
     if ids.is_empty() {
         return Ok(changes);
@@ -609,15 +617,6 @@ fn without_embeddings(logged: &LoggedChange) -> LoggedChange {
         }
     }
     out
-}
-
-fn faces_of(applied: &Applied) -> impl Iterator<Item = &FaceRow> {
-    let (one, many): (&[FaceRow], &[(IdentityRow, Vec<FaceRow>)]) = match applied {
-        Applied::Enrolled { faces, .. } => (faces, &[]),
-        Applied::Imported { identities, .. } => (&[], identities),
-        _ => (&[], &[]),
-    };
-    one.iter().chain(many.iter().flat_map(|(_, f)| f.iter()))
 }
 
 fn face_lists_mut(applied: &mut Applied) -> Vec<&mut Vec<FaceRow>> {
@@ -828,7 +827,7 @@ async fn apply_in(c: &impl GenericClient, change: &Change) -> Result<Applied, St
             if identity_in(c, gallery, identity_id).await?.is_none() {
                 return Err(StoreError::IdentityNotFound(identity_id.clone()));
             }
-            let face_ids: Vec<i64> = c
+            let mut face_ids: Vec<i64> = c
                 .query(
                     "DELETE FROM faces WHERE gallery = $1 AND identity_id = $2
                      RETURNING face_id",
@@ -838,7 +837,6 @@ async fn apply_in(c: &impl GenericClient, change: &Change) -> Result<Applied, St
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            let mut face_ids = face_ids;
             face_ids.sort_unstable();
             c.execute(
                 "DELETE FROM identities WHERE gallery = $1 AND identity_id = $2",
@@ -881,17 +879,6 @@ async fn gallery_dim(c: &impl GenericClient, gallery: &str) -> Result<usize, Sto
         .ok_or_else(|| StoreError::GalleryNotFound(gallery.into()))
 }
 
-fn check_dims(gallery: &str, dim: usize, embeddings: &[Vec<f32>]) -> Result<(), StoreError> {
-    match embeddings.iter().find(|e| e.len() != dim) {
-        Some(e) => Err(StoreError::DimensionMismatch {
-            gallery: gallery.into(),
-            expected: dim,
-            got: e.len(),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// Creates the identity or merges `row` into it; returns the stored row and whether
 /// it was created. The row is locked (`FOR UPDATE`) so that two replicas enrolling
 /// the same identity at once merge one after the other.
@@ -911,16 +898,7 @@ async fn upsert_identity(
         .as_ref()
         .map(identity_row)
         .transpose()?;
-    let (merged, created) = match existing {
-        None => (row, true),
-        Some(mut old) => {
-            if replace_name {
-                old.display_name = row.display_name;
-            }
-            old.metadata.extend(row.metadata);
-            (old, false)
-        }
-    };
+    let (merged, created) = merge_identity(existing, row, replace_name);
     c.execute(
         "INSERT INTO identities (gallery, identity_id, display_name, metadata, created_ms)
          VALUES ($1, $2, $3, $4, $5)

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use crate::codec::{embedding_to_blob, metadata_to_json};
 use crate::error::StoreError;
 use crate::reader;
+use crate::rules::{check_dims, merge_identity};
 use crate::types::{Applied, Change, FaceRow, IdentityRow};
 use crate::CommitHook;
 
@@ -263,17 +264,6 @@ fn gallery_dim(conn: &Connection, gallery: &str) -> Result<usize, StoreError> {
         .ok_or_else(|| StoreError::GalleryNotFound(gallery.into()))
 }
 
-fn check_dims(gallery: &str, dim: usize, embeddings: &[Vec<f32>]) -> Result<(), StoreError> {
-    match embeddings.iter().find(|e| e.len() != dim) {
-        Some(e) => Err(StoreError::DimensionMismatch {
-            gallery: gallery.into(),
-            expected: dim,
-            got: e.len(),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// Creates the identity or merges `row` into it; returns the stored row and whether
 /// it was created.
 fn upsert_identity(
@@ -283,16 +273,7 @@ fn upsert_identity(
     replace_name: bool,
 ) -> Result<(IdentityRow, bool), StoreError> {
     let existing = reader::identity(conn, gallery, &row.identity_id)?;
-    let (merged, created) = match existing {
-        None => (row, true),
-        Some(mut old) => {
-            if replace_name {
-                old.display_name = row.display_name;
-            }
-            old.metadata.extend(row.metadata);
-            (old, false)
-        }
-    };
+    let (merged, created) = merge_identity(existing, row, replace_name);
     conn.execute(
         "INSERT INTO identities (gallery, identity_id, display_name, metadata, created_ms)
          VALUES (?1, ?2, ?3, ?4, ?5)

@@ -295,6 +295,31 @@ pub async fn first_face_embeddings(
         .collect()
 }
 
+/// Every identity of `gallery` ("" for the default), through ListIdentities' pages.
+pub async fn all_identities(
+    client: &mut FaceServiceClient<Channel>,
+    gallery: &str,
+) -> Vec<pb::Identity> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_identities(pb::ListIdentitiesRequest {
+                page_size: 1000,
+                page_token: token,
+                gallery: gallery.into(),
+            })
+            .await
+            .expect("list")
+            .into_inner();
+        out.extend(page.identities);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// The model tag of the server's model (what ImportGallery and search by template take).
 pub async fn served_model(client: &mut FaceServiceClient<Channel>) -> pb::ModelTag {
     let info = client
