@@ -50,6 +50,12 @@ pub struct ServerSettings {
     pub tls_client_ca: String,
     /// Serve plaintext on a non-loopback address anyway (logged as a warning).
     pub allow_plaintext_remote: bool,
+    /// Added to the nice value (Linux) of the threads that serve gRPC, decode images
+    /// and detect faces, 0 to 19; the model's threads keep the process's own. Above 0,
+    /// inference gets the cores first when they are short, so that a flood of calls
+    /// to refuse (a retry storm) leaves the model its share, at some cost to
+    /// throughput at capacity (docs/benchmarks.md, "Overload"). 0: every thread alike.
+    pub io_threads_nice: i32,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -309,6 +315,7 @@ impl Default for ServerSettings {
             tls_key: String::new(),
             tls_client_ca: String::new(),
             allow_plaintext_remote: false,
+            io_threads_nice: 0,
         }
     }
 }
@@ -471,6 +478,9 @@ impl Settings {
             );
         }
         let s = &self.server;
+        if !(0..=19).contains(&s.io_threads_nice) {
+            return bad("server.io_threads_nice must be 0 to 19");
+        }
         if s.tls_cert.is_empty() != s.tls_key.is_empty() {
             return bad("server.tls_cert and server.tls_key go together");
         }

@@ -15,3 +15,4 @@ pub mod record;
 pub mod server;
 pub mod shutdown;
 pub mod telemetry;
+pub mod thread_priority;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 use vargid_client::ClientCommand;
 use vargid_server::config::{Settings, CONFIG_FILE_VAR};
-use vargid_server::{server, shutdown, telemetry};
+use vargid_server::{server, shutdown, telemetry, thread_priority};
 
 /// Face identification over gRPC: the server, and a client for it.
 ///
@@ -132,10 +132,20 @@ fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         std::env::set_var("OMP_NUM_THREADS", "1");
     }
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let nice = settings.server.io_threads_nice;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
         .enable_all()
         .thread_name("vargid-rt")
+        // The runtime's threads serve gRPC, decode and detect; the model's threads are
+        // started from the main thread and keep its priority.
+        .on_thread_start(move || {
+            if nice > 0 {
+                if let Err(e) = thread_priority::lower_current_thread_priority(nice) {
+                    tracing::warn!(error = %e, nice, "server.io_threads_nice not applied");
+                }
+            }
+        })
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(server::run(settings, shutdown::signal()))

@@ -25,6 +25,7 @@ use crate::grpc::{FaceServiceImpl, ServiceLimits};
 use crate::match_scores::MatchScores;
 use crate::metrics;
 use crate::provider_choice;
+use crate::thread_priority;
 use vargid_store::ModelTag;
 
 /// How the cores are shared: inference threads, decoding threads, FAISS threads.
@@ -159,10 +160,14 @@ pub async fn run(
     for _ in 0..settings.model.instances {
         let path = settings.model.path.clone();
         let options = options.clone();
-        let embedder = tokio::task::spawn_blocking(move || Embedder::load(&path, &options))
-            .await
-            .context("model loader panicked")?
-            .with_context(|| format!("loading model {}", settings.model.path.display()))?;
+        // Not on the blocking pool: its threads run at server.io_threads_nice, and the
+        // threads the runtime starts while loading would inherit it.
+        let embedder = thread_priority::run_on_new_thread("vargid-load", move || {
+            Embedder::load(&path, &options)
+        })
+        .await
+        .context("model loader panicked")?
+        .with_context(|| format!("loading model {}", settings.model.path.display()))?;
         embedders.push(embedder);
     }
     let info = embedders[0].info().clone();

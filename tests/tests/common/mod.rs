@@ -178,6 +178,11 @@ impl Server {
         FaceServiceClient::new(self.channel().await)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs, as in a crash or power cut.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
