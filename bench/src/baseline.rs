@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::transport::Channel;
 use vargid_proto::v1 as pb;
@@ -31,12 +31,26 @@ use crate::load::{drive, Call, LoadResult};
 use crate::raw;
 use crate::service::{aligned_request, connect, Service};
 
-struct Args {
+/// vargid against a per-request Python grpcio + ONNX Runtime server.
+#[derive(clap::Args)]
+pub struct Args {
+    /// LFW (photos in `images/`).
+    #[arg(long, env = "VARGID_LFW_DIR", default_value = "../shared/data/lfw")]
     lfw: PathBuf,
+    /// The Python that runs bench/python/baseline_server.py.
+    #[arg(long, default_value = ".venv/bin/python")]
     python: PathBuf,
+    /// Seconds per round and level.
+    #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Callers at once, one level each.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
     concurrency: Vec<usize>,
+    /// LFW identities enrolled in each server.
+    #[arg(long, default_value_t = 100)]
     gallery: usize,
+    /// vargid's `model.execution_provider`.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "openvino"])]
     execution_provider: String,
 }
 
@@ -46,41 +60,6 @@ fn raw_library(provider: &str) -> &'static str {
         "openvino" => ".deps/onnxruntime-openvino/libonnxruntime.so",
         _ => ".deps/onnxruntime/libonnxruntime.so",
     }
-}
-
-fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
-    let mut args = Args {
-        lfw: std::env::var_os("VARGID_LFW_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "../shared/data/lfw".into()),
-        python: ".venv/bin/python".into(),
-        seconds: 10.0,
-        concurrency: vec![1, 16],
-        gallery: 100,
-        execution_provider: "cpu".into(),
-    };
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--lfw" => args.lfw = value()?.into(),
-            "--python" => args.python = value()?.into(),
-            "--seconds" => args.seconds = value()?.parse()?,
-            "--concurrency" => {
-                args.concurrency = value()?
-                    .split(',')
-                    .map(|v| v.trim().parse().context("a list of numbers"))
-                    .collect::<anyhow::Result<_>>()?
-            }
-            "--gallery" => args.gallery = value()?.parse()?,
-            "--execution-provider" => args.execution_provider = value()?,
-            other => bail!(
-                "unknown argument {other}; usage: vargid-bench baseline [--lfw DIR] [--python PY] \
-                 [--seconds S] [--concurrency 1,16] [--gallery N] [--execution-provider cpu|openvino]"
-            ),
-        }
-    }
-    Ok(args)
 }
 
 /// The Python baseline server, killed when dropped.
@@ -173,8 +152,7 @@ struct Row {
     baseline: Vec<LoadResult>,
 }
 
-pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
-    let args = parse_args(argv)?;
+pub fn run(args: Args) -> anyhow::Result<()> {
     let face = args.lfw.join("images/Ann_Veneman/Ann_Veneman_0003.jpg");
     let aligned = aligned_request(&face_jpeg(&face)?);
     let photo = std::fs::read(&face).with_context(|| format!("reading {}", face.display()))?;

@@ -8,59 +8,39 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use vargid_model::FaceCrop;
 
 use crate::load::{drive, LoadResult};
 use crate::raw::RawModel;
 use crate::service::{aligned_request, ServerStats, Service};
 
-struct Args {
+/// Raw ONNX Runtime against the service's dynamic batching.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "models/vargfacenet.onnx")]
     model: PathBuf,
+    /// An aligned 112x112 face (JPEG).
+    #[arg(
+        long,
+        default_value = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg"
+    )]
     face: PathBuf,
+    /// Seconds per point.
+    #[arg(long, default_value_t = 20.0)]
     seconds: f64,
+    /// Callers at once, one level each.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
     concurrency: Vec<usize>,
+    /// Batch sizes of the raw model.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
     batch_sizes: Vec<usize>,
-    /// `cpu`, `openvino` or `cuda`, for the raw model and the service alike.
+    /// For the raw model and the service alike.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "openvino", "cuda"])]
     execution_provider: String,
     /// The service's `batching.max_batch_size` (its default when unset).
+    #[arg(long)]
     max_batch_size: Option<usize>,
-}
-
-fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
-    let mut args = Args {
-        model: "models/vargfacenet.onnx".into(),
-        face: "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg".into(),
-        seconds: 20.0,
-        concurrency: vec![1, 4, 16, 64],
-        batch_sizes: vec![1, 2, 4, 8, 16, 32, 64],
-        execution_provider: "cpu".into(),
-        max_batch_size: None,
-    };
-    let mut it = argv.into_iter();
-    let list = |s: String| -> anyhow::Result<Vec<usize>> {
-        s.split(',')
-            .map(|v| v.trim().parse().context("a list of numbers"))
-            .collect()
-    };
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => args.model = value()?.into(),
-            "--face" => args.face = value()?.into(),
-            "--seconds" => args.seconds = value()?.parse()?,
-            "--concurrency" => args.concurrency = list(value()?)?,
-            "--batch-sizes" => args.batch_sizes = list(value()?)?,
-            "--execution-provider" => args.execution_provider = value()?,
-            "--max-batch-size" => args.max_batch_size = Some(value()?.parse()?),
-            other => bail!(
-                "unknown argument {other}; usage: vargid-bench batching [--model F] [--face JPG] \
-                 [--seconds S] [--concurrency 1,4,16,64] [--batch-sizes 1,2,...] \
-                 [--execution-provider cpu|openvino|cuda] [--max-batch-size N]"
-            ),
-        }
-    }
-    Ok(args)
 }
 
 /// A 112x112 crop around the centre of a photo, encoded as JPEG (what a caller sends).
@@ -88,8 +68,7 @@ struct ServiceResult {
     load: LoadResult,
 }
 
-pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
-    let args = parse_args(argv)?;
+pub fn run(args: Args) -> anyhow::Result<()> {
     let jpeg = face_jpeg(&args.face)?;
     let crop = FaceCrop::from_aligned(image::load_from_memory(&jpeg)?.into_rgb8())?;
 

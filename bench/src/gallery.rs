@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use faiss::{index_factory, Index, MetricType};
 use vargid_index::{
     Gallery, HnswParameters, IdentityEntry, IndexDefaults, IndexRequest, IndexSpec, IvfParameters,
@@ -32,92 +32,83 @@ use vargid_store::{Change, GalleryRecord, ModelTag, Store};
 use crate::load::quantile;
 use crate::service::{connect, Service};
 
-struct Args {
+/// Search latency and recall, flat against approximate, and durable enrollments per
+/// second, on embeddings from bench/python/gallery_embeddings.py.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Embeddings written by bench/python/gallery_embeddings.py.
+    #[arg(long, required = true)]
     data: PathBuf,
+    /// Gallery sizes, one level each.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     sizes: Vec<usize>,
+    /// Searches per level.
+    #[arg(long, default_value_t = 1000)]
     queries: usize,
-    /// "hnsw", "ivf" or "ivfpq".
+    /// The approximate layout.
+    #[arg(long, default_value = "hnsw", value_parser = ["hnsw", "ivf", "ivfpq"])]
     index: String,
-    hnsw: HnswParameters,
-    ivf: IvfParameters,
+    /// HNSW neighbours per node.
+    #[arg(long, default_value_t = HnswParameters::default().m)]
+    m: u32,
+    /// HNSW candidates kept while inserting.
+    #[arg(long, default_value_t = HnswParameters::default().ef_construction)]
+    ef_construction: u32,
+    /// HNSW candidates kept while searching.
+    #[arg(long, default_value_t = HnswParameters::default().ef_search)]
+    ef_search: u32,
+    /// IVF cells.
+    #[arg(long, default_value_t = IvfParameters::default().nlist)]
+    nlist: u32,
+    /// IVF cells scanned per search.
+    #[arg(long, default_value_t = IvfParameters::default().nprobe)]
+    nprobe: u32,
+    /// Candidates re-scored on the full vectors (ivfpq).
+    #[arg(long)]
+    rerank: Option<u32>,
     /// efSearch (HNSW) or nprobe (IVF) values searched after one build.
+    #[arg(
+        long,
+        alias = "ef-sweep",
+        value_delimiter = ',',
+        default_value = "16,32,64,128"
+    )]
     sweep: Vec<u32>,
+    /// Also through the running service (gRPC), not only in process.
+    #[arg(long)]
     service: bool,
+    /// Durable enrollments timed per level.
+    #[arg(long, default_value_t = 3000)]
     enrollments: usize,
 }
 
-const USAGE: &str =
-    "usage: vargid-bench gallery --data DIR [--sizes 100000,1000000] [--queries 1000] \
-     [--index hnsw|ivf|ivfpq] [--m 32] [--ef-construction 80] [--ef-search 64] [--nlist 1024] \
-     [--nprobe 32] [--rerank 1024 (ivfpq)] [--sweep 16,32,64,128 (efSearch or nprobe)] [--service] \
-     [--enrollments 3000]  (DIR: from bench/python/gallery_embeddings.py)";
-
-fn list<T: std::str::FromStr>(v: &str, what: &str) -> anyhow::Result<Vec<T>> {
-    v.split(',')
-        .map(|x| {
-            x.trim()
-                .parse()
-                .ok()
-                .with_context(|| format!("{what}: {x:?}"))
-        })
-        .collect()
-}
-
-fn parse(argv: Vec<String>) -> anyhow::Result<Args> {
-    let mut args = Args {
-        data: PathBuf::new(),
-        sizes: vec![100_000, 1_000_000],
-        queries: 1000,
-        index: "hnsw".into(),
-        hnsw: HnswParameters::default(),
-        ivf: IvfParameters::default(),
-        sweep: vec![16, 32, 64, 128],
-        service: false,
-        enrollments: 3000,
-    };
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        if flag == "--service" {
-            args.service = true;
-            continue;
-        }
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--data" => args.data = value()?.into(),
-            "--sizes" => args.sizes = list(&value()?, "sizes")?,
-            "--queries" => args.queries = value()?.parse()?,
-            "--m" => args.hnsw.m = value()?.parse()?,
-            "--ef-construction" => args.hnsw.ef_construction = value()?.parse()?,
-            "--ef-search" => args.hnsw.ef_search = value()?.parse()?,
-            "--ef-sweep" | "--sweep" => args.sweep = list(&value()?, "sweep")?,
-            "--index" => args.index = value()?,
-            "--nlist" => args.ivf.nlist = value()?.parse()?,
-            "--nprobe" => args.ivf.nprobe = value()?.parse()?,
-            "--rerank" => args.ivf.rerank = Some(value()?.parse()?),
-            "--enrollments" => args.enrollments = value()?.parse()?,
-            other => bail!("unknown argument {other}; {USAGE}"),
-        }
-    }
-    if args.data.as_os_str().is_empty() {
-        bail!("--data is required; {USAGE}");
-    }
-    if !matches!(args.index.as_str(), "hnsw" | "ivf" | "ivfpq") {
-        bail!("--index hnsw, ivf or ivfpq; {USAGE}");
-    }
-    Ok(args)
-}
-
 impl Args {
+    fn hnsw(&self) -> HnswParameters {
+        HnswParameters {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            ef_search: self.ef_search,
+        }
+    }
+
+    fn ivf(&self) -> IvfParameters {
+        IvfParameters {
+            nlist: self.nlist,
+            nprobe: self.nprobe,
+            rerank: self.rerank,
+        }
+    }
+
     /// The index spec, with the sweep value `knob` (efSearch or nprobe) when given.
     fn spec(&self, knob: Option<u32>) -> anyhow::Result<IndexSpec> {
         let defaults = IndexDefaults {
             hnsw: HnswParameters {
-                ef_search: knob.unwrap_or(self.hnsw.ef_search),
-                ..self.hnsw
+                ef_search: knob.unwrap_or(self.hnsw().ef_search),
+                ..self.hnsw()
             },
             ivf: IvfParameters {
-                nprobe: knob.unwrap_or(self.ivf.nprobe),
-                ..self.ivf
+                nprobe: knob.unwrap_or(self.ivf().nprobe),
+                ..self.ivf()
             },
         };
         Ok(IndexSpec::resolve(
@@ -130,20 +121,21 @@ impl Args {
     /// The knob's name and the build settings, for the report.
     fn describe(&self) -> (&'static str, String) {
         match self.index.as_str() {
-            "ivf" => ("nprobe", format!("nlist {}", self.ivf.nlist)),
+            "ivf" => ("nprobe", format!("nlist {}", self.ivf().nlist)),
             "ivfpq" => (
                 "nprobe",
                 format!(
                     "nlist {}, rerank {}",
-                    self.ivf.nlist,
-                    self.ivf.rerank.unwrap_or(vargid_index::DEFAULT_RERANK)
+                    self.ivf().nlist,
+                    self.ivf().rerank.unwrap_or(vargid_index::DEFAULT_RERANK)
                 ),
             ),
             _ => (
                 "efSearch",
                 format!(
                     "M {}, efConstruction {}",
-                    self.hnsw.m, self.hnsw.ef_construction
+                    self.hnsw().m,
+                    self.hnsw().ef_construction
                 ),
             ),
         }
@@ -487,20 +479,20 @@ async fn through_service(
             match_threshold: None,
             index_parameters: Some(match args.index.as_str() {
                 "ivf" => pb::IndexParameters {
-                    ivf_nlist: Some(args.ivf.nlist),
-                    ivf_nprobe: Some(args.ivf.nprobe),
+                    ivf_nlist: Some(args.ivf().nlist),
+                    ivf_nprobe: Some(args.ivf().nprobe),
                     ..Default::default()
                 },
                 "ivfpq" => pb::IndexParameters {
-                    ivf_nlist: Some(args.ivf.nlist),
-                    ivf_nprobe: Some(args.ivf.nprobe),
-                    ivf_rerank: args.ivf.rerank,
+                    ivf_nlist: Some(args.ivf().nlist),
+                    ivf_nprobe: Some(args.ivf().nprobe),
+                    ivf_rerank: args.ivf().rerank,
                     ..Default::default()
                 },
                 _ => pb::IndexParameters {
-                    hnsw_m: Some(args.hnsw.m),
-                    hnsw_ef_construction: Some(args.hnsw.ef_construction),
-                    hnsw_ef_search: Some(args.hnsw.ef_search),
+                    hnsw_m: Some(args.hnsw().m),
+                    hnsw_ef_construction: Some(args.hnsw().ef_construction),
+                    hnsw_ef_search: Some(args.hnsw().ef_search),
                     ..Default::default()
                 },
             }),
@@ -635,8 +627,7 @@ async fn durable_enrollments(n: usize, concurrency: usize, dim: usize) -> anyhow
     Ok(rate)
 }
 
-pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
-    let args = parse(argv)?;
+pub fn run(args: Args) -> anyhow::Result<()> {
     let data = Data::load(&args.data)?;
     let queries = data.queries(args.queries);
     println!(

@@ -29,40 +29,24 @@ use vargid_model::{ARCFACE_TEMPLATE, CROP_SIZE};
 use vargid_proto::v1 as pb;
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 
-struct Args {
+/// LFW View 2 embeddings through a running service.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The running service.
+    #[arg(long, default_value = "127.0.0.1:50051")]
     addr: String,
+    /// LFW (photos in `images/`).
+    #[arg(long, env = "VARGID_LFW_DIR", default_value = "../shared/data/lfw")]
     lfw: PathBuf,
+    /// Where the embeddings go (for `python -m vargface.evaluate --embeddings`).
+    #[arg(long, default_value = "target/lfw-service-embeddings.json")]
     out: PathBuf,
+    /// Calls at once.
+    #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Send each photo once, without its mirror: the embedding a caller gets.
+    #[arg(long = "no-client-flip", action = clap::ArgAction::SetFalse)]
     client_flip: bool,
-}
-
-fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
-    let mut args = Args {
-        addr: "127.0.0.1:50051".into(),
-        lfw: std::env::var_os("VARGID_LFW_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "../shared/data/lfw".into()),
-        out: "target/lfw-service-embeddings.json".into(),
-        concurrency: 16,
-        client_flip: true,
-    };
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--addr" => args.addr = value()?,
-            "--lfw" => args.lfw = value()?.into(),
-            "--out" => args.out = value()?.into(),
-            "--concurrency" => args.concurrency = value()?.parse()?,
-            "--no-client-flip" => args.client_flip = false,
-            other => bail!(
-                "unknown argument {other}; usage: vargid-bench lfw [--addr HOST:PORT] \
-                 [--lfw DIR] [--out FILE] [--concurrency N] [--no-client-flip]"
-            ),
-        }
-    }
-    Ok(args)
 }
 
 /// Image paths (relative to images/) named by pairs.txt, as vargface.evaluate names them.
@@ -262,8 +246,7 @@ async fn one_image(
     Ok((summed, tally))
 }
 
-pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
-    let args = parse_args(argv)?;
+pub fn run(args: Args) -> anyhow::Result<()> {
     let pairs = std::fs::read_to_string(args.lfw.join("pairs.txt"))
         .with_context(|| format!("reading {}/pairs.txt", args.lfw.display()))?;
     let names: Vec<String> = pair_images(&pairs)?.into_iter().collect();

@@ -23,18 +23,27 @@ mod raw;
 mod replicas;
 mod service;
 
+/// Benchmarks of vargid; each prints a Markdown report (see docs/benchmarks.md).
+#[derive(clap::Parser)]
+#[command(name = "vargid-bench")]
+enum Command {
+    Batching(batching::Args),
+    Baseline(baseline::Args),
+    Gallery(gallery::Args),
+    Lfw(lfw::Args),
+    Overload(overload::Args),
+    Raw(raw::Args),
+    Replicas(replicas::Args),
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut argv = std::env::args().skip(1);
-    match argv.next().as_deref() {
-        Some("batching") => batching::run(argv.collect()),
-        Some("gallery") => gallery::run(argv.collect()),
-        Some("lfw") => lfw::run(argv.collect()),
-        Some("overload") => overload::run(argv.collect()),
-        Some("baseline") => baseline::run(argv.collect()),
-        Some("raw") => raw::run(argv.collect()),
-        Some("replicas") => replicas::run(argv.collect()),
-        _ => anyhow::bail!(
-            "usage: vargid-bench batching|baseline|gallery|lfw|overload|raw|replicas [options]"
-        ),
+    match <Command as clap::Parser>::parse() {
+        Command::Batching(args) => batching::run(args),
+        Command::Baseline(args) => baseline::run(args),
+        Command::Gallery(args) => gallery::run(args),
+        Command::Lfw(args) => lfw::run(args),
+        Command::Overload(args) => overload::run(args),
+        Command::Raw(args) => raw::run(args),
+        Command::Replicas(args) => replicas::run(args),
     }
 }

@@ -15,52 +15,40 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 
 use crate::batching::face_jpeg;
 use crate::load::{drive, LoadResult};
 use crate::service::{aligned_request, ServerStats, Service};
 
-struct Args {
+/// Goodput, admitted latency and recovery far past capacity.
+#[derive(clap::Args)]
+pub struct Args {
+    /// An aligned 112x112 face (JPEG).
+    #[arg(
+        long,
+        default_value = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg"
+    )]
     face: PathBuf,
+    /// Seconds per level (after 2 s of warm-up).
+    #[arg(long, default_value_t = 15.0)]
     seconds: f64,
+    /// Unpaced callers of the capacity level.
+    #[arg(long, default_value_t = 16)]
     capacity_concurrency: usize,
+    /// Callers of the overload and retry-storm levels.
+    #[arg(long, default_value_t = 512)]
     overload_concurrency: usize,
+    /// Offered load of the overload level, in multiples of the capacity level's goodput.
+    #[arg(long, default_value_t = 10.0)]
     factor: f64,
+    /// HTTP/2 connections the callers share.
+    #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// The service's `batching.max_queue_wait_ms`.
+    #[arg(long, default_value_t = 1000)]
     max_queue_wait_ms: u64,
-}
-
-fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
-    let mut args = Args {
-        face: "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg".into(),
-        seconds: 15.0,
-        capacity_concurrency: 16,
-        overload_concurrency: 512,
-        factor: 10.0,
-        connections: 8,
-        max_queue_wait_ms: 1000,
-    };
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--face" => args.face = value()?.into(),
-            "--seconds" => args.seconds = value()?.parse()?,
-            "--capacity-concurrency" => args.capacity_concurrency = value()?.parse()?,
-            "--overload-concurrency" => args.overload_concurrency = value()?.parse()?,
-            "--factor" => args.factor = value()?.parse()?,
-            "--connections" => args.connections = value()?.parse()?,
-            "--max-queue-wait-ms" => args.max_queue_wait_ms = value()?.parse()?,
-            other => bail!(
-                "unknown argument {other}; usage: vargid-bench overload [--face JPG] [--seconds S] \
-                 [--capacity-concurrency 16] [--overload-concurrency 512] [--factor 10] [--connections 8] \
-                 [--max-queue-wait-ms 1000]"
-            ),
-        }
-    }
-    Ok(args)
 }
 
 struct Level {
@@ -76,8 +64,7 @@ struct Level {
     refused_by_server: f64,
 }
 
-pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
-    let args = parse_args(argv)?;
+pub fn run(args: Args) -> anyhow::Result<()> {
     let jpeg = face_jpeg(&args.face)?;
     let request = aligned_request(&jpeg);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -84,30 +84,39 @@ impl RawModel {
     }
 }
 
+/// The model alone on one runtime library (one JSON line).
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "models/vargfacenet.onnx")]
+    model: PathBuf,
+    /// An aligned 112x112 face (JPEG).
+    #[arg(
+        long,
+        default_value = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg"
+    )]
+    face: PathBuf,
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "openvino", "cuda"])]
+    execution_provider: String,
+    /// The ONNX Runtime library (default: ORT_DYLIB_PATH).
+    #[arg(long)]
+    library: Option<PathBuf>,
+    /// Seconds per batch size.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    batch_sizes: Vec<usize>,
+}
+
 /// `vargid-bench raw`: see the module comment.
-pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
-    let mut model: PathBuf = "models/vargfacenet.onnx".into();
-    let mut face: PathBuf = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg".into();
-    let (mut provider_name, mut library) = ("cpu".to_string(), None);
-    let (mut seconds, mut batches) = (4.0, vec![1, 4, 16]);
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => model = value()?.into(),
-            "--face" => face = value()?.into(),
-            "--execution-provider" => provider_name = value()?,
-            "--library" => library = Some(PathBuf::from(value()?)),
-            "--seconds" => seconds = value()?.parse()?,
-            "--batch-sizes" => {
-                batches = value()?
-                    .split(',')
-                    .map(|v| v.trim().parse().context("a list of numbers"))
-                    .collect::<anyhow::Result<_>>()?
-            }
-            other => bail!("unknown argument {other} (see bench/src/raw.rs)"),
-        }
-    }
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let Args {
+        model,
+        face,
+        execution_provider: provider_name,
+        library,
+        seconds,
+        batch_sizes: batches,
+    } = args;
     let crop = FaceCrop::from_aligned(image::load_from_memory(&face_jpeg(&face)?)?.into_rgb8())?;
     let mut raw = RawModel::load(&model, &provider_name, library.clone())?;
     let results = batches

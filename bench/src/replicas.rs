@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use vargid_proto::v1 as pb;
 use vargid_proto::v1::face_service_client::FaceServiceClient;
 
@@ -22,50 +22,30 @@ use crate::batching::face_jpeg;
 use crate::load::{drive, quantile};
 use crate::service::{connect, metrics_text, Service};
 
-struct Args {
+/// Replicas sharing a PostgreSQL gallery record.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The shared database (scripts/bench-replicas.sh starts one).
+    #[arg(long, required = true)]
     postgres_url: String,
+    /// Replica counts, one level each.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
     replicas: Vec<usize>,
+    /// Seconds per level.
+    #[arg(long, default_value_t = 10.0)]
     seconds: f64,
+    /// Identify callers at once.
+    #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Enroll callers at once (the lag measurement).
+    #[arg(long, default_value_t = 4)]
     enroll_concurrency: usize,
+    /// A face photo (JPEG).
+    #[arg(
+        long,
+        default_value = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg"
+    )]
     face: PathBuf,
-}
-
-fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
-    let mut args = Args {
-        postgres_url: String::new(),
-        replicas: vec![1, 2, 3],
-        seconds: 10.0,
-        concurrency: 16,
-        enroll_concurrency: 4,
-        face: "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg".into(),
-    };
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--postgres-url" => args.postgres_url = value()?,
-            "--replicas" => {
-                args.replicas = value()?
-                    .split(',')
-                    .map(|v| v.trim().parse())
-                    .collect::<Result<_, _>>()?
-            }
-            "--seconds" => args.seconds = value()?.parse()?,
-            "--concurrency" => args.concurrency = value()?.parse()?,
-            "--enroll-concurrency" => args.enroll_concurrency = value()?.parse()?,
-            "--face" => args.face = value()?.into(),
-            other => bail!(
-                "unknown argument {other}; usage: vargid-bench replicas --postgres-url URL \
-                 [--replicas 1,2,3] [--seconds 10] [--concurrency 16] [--enroll-concurrency 4] \
-                 [--face JPG]"
-            ),
-        }
-    }
-    if args.postgres_url.is_empty() {
-        bail!("--postgres-url is required (scripts/bench-replicas.sh starts a database)");
-    }
-    Ok(args)
 }
 
 async fn start_replicas(args: &Args, n: usize) -> anyhow::Result<Vec<Service>> {
@@ -96,8 +76,7 @@ async fn scrape(addr: &str, series: &str) -> anyhow::Result<f64> {
         .unwrap_or(0.0))
 }
 
-pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
-    let args = parse_args(argv)?;
+pub fn run(args: Args) -> anyhow::Result<()> {
     let jpeg = face_jpeg(&args.face)?;
     let image = pb::Image {
         source: Some(pb::image::Source::Encoded(jpeg)),
