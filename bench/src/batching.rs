@@ -15,16 +15,16 @@ use crate::load::{drive, LoadResult};
 use crate::raw::RawModel;
 use crate::service::{aligned_request, ServerStats, Service};
 
+/// The aligned face every speed benchmark sends unless told otherwise.
+pub const DEFAULT_FACE: &str = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg";
+
 /// Raw ONNX Runtime against the service's dynamic batching.
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long, default_value = "models/vargfacenet.onnx")]
     model: PathBuf,
     /// An aligned 112x112 face (JPEG).
-    #[arg(
-        long,
-        default_value = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg"
-    )]
+    #[arg(long, default_value = crate::batching::DEFAULT_FACE)]
     face: PathBuf,
     /// Seconds per point.
     #[arg(long, default_value_t = 20.0)]

@@ -103,11 +103,11 @@ impl Args {
     fn spec(&self, knob: Option<u32>) -> anyhow::Result<IndexSpec> {
         let defaults = IndexDefaults {
             hnsw: HnswParameters {
-                ef_search: knob.unwrap_or(self.hnsw().ef_search),
+                ef_search: knob.unwrap_or(self.ef_search),
                 ..self.hnsw()
             },
             ivf: IvfParameters {
-                nprobe: knob.unwrap_or(self.ivf().nprobe),
+                nprobe: knob.unwrap_or(self.nprobe),
                 ..self.ivf()
             },
         };
@@ -121,22 +121,18 @@ impl Args {
     /// The knob's name and the build settings, for the report.
     fn describe(&self) -> (&'static str, String) {
         match self.index.as_str() {
-            "ivf" => ("nprobe", format!("nlist {}", self.ivf().nlist)),
+            "ivf" => ("nprobe", format!("nlist {}", self.nlist)),
             "ivfpq" => (
                 "nprobe",
                 format!(
                     "nlist {}, rerank {}",
-                    self.ivf().nlist,
-                    self.ivf().rerank.unwrap_or(vargid_index::DEFAULT_RERANK)
+                    self.nlist,
+                    self.rerank.unwrap_or(vargid_index::DEFAULT_RERANK)
                 ),
             ),
             _ => (
                 "efSearch",
-                format!(
-                    "M {}, efConstruction {}",
-                    self.hnsw().m,
-                    self.hnsw().ef_construction
-                ),
+                format!("M {}, efConstruction {}", self.m, self.ef_construction),
             ),
         }
     }
@@ -479,20 +475,20 @@ async fn through_service(
             match_threshold: None,
             index_parameters: Some(match args.index.as_str() {
                 "ivf" => pb::IndexParameters {
-                    ivf_nlist: Some(args.ivf().nlist),
-                    ivf_nprobe: Some(args.ivf().nprobe),
+                    ivf_nlist: Some(args.nlist),
+                    ivf_nprobe: Some(args.nprobe),
                     ..Default::default()
                 },
                 "ivfpq" => pb::IndexParameters {
-                    ivf_nlist: Some(args.ivf().nlist),
-                    ivf_nprobe: Some(args.ivf().nprobe),
-                    ivf_rerank: args.ivf().rerank,
+                    ivf_nlist: Some(args.nlist),
+                    ivf_nprobe: Some(args.nprobe),
+                    ivf_rerank: args.rerank,
                     ..Default::default()
                 },
                 _ => pb::IndexParameters {
-                    hnsw_m: Some(args.hnsw().m),
-                    hnsw_ef_construction: Some(args.hnsw().ef_construction),
-                    hnsw_ef_search: Some(args.hnsw().ef_search),
+                    hnsw_m: Some(args.m),
+                    hnsw_ef_construction: Some(args.ef_construction),
+                    hnsw_ef_search: Some(args.ef_search),
                     ..Default::default()
                 },
             }),

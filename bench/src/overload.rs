@@ -26,10 +26,7 @@ use crate::service::{aligned_request, ServerStats, Service};
 #[derive(clap::Args)]
 pub struct Args {
     /// An aligned 112x112 face (JPEG).
-    #[arg(
-        long,
-        default_value = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg"
-    )]
+    #[arg(long, default_value = crate::batching::DEFAULT_FACE)]
     face: PathBuf,
     /// Seconds per level (after 2 s of warm-up).
     #[arg(long, default_value_t = 15.0)]

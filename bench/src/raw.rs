@@ -90,10 +90,7 @@ pub struct Args {
     #[arg(long, default_value = "models/vargfacenet.onnx")]
     model: PathBuf,
     /// An aligned 112x112 face (JPEG).
-    #[arg(
-        long,
-        default_value = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg"
-    )]
+    #[arg(long, default_value = crate::batching::DEFAULT_FACE)]
     face: PathBuf,
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "openvino", "cuda"])]
     execution_provider: String,

@@ -41,10 +41,7 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     enroll_concurrency: usize,
     /// A face photo (JPEG).
-    #[arg(
-        long,
-        default_value = "../shared/data/lfw/images/Ann_Veneman/Ann_Veneman_0003.jpg"
-    )]
+    #[arg(long, default_value = crate::batching::DEFAULT_FACE)]
     face: PathBuf,
 }
 
