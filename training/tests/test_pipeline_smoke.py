@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vargface import bundle, distill, evaluate, prepare, teacher
+from vargface import bundle, distill, evaluate, prepare, quantize, teacher
 
 ROOT = Path(__file__).resolve().parents[2]
 FACES = Path(os.environ.get("VARGID_FACES_DIR", ROOT / "../shared/data/faces"))
@@ -79,6 +79,24 @@ def test_every_step_on_200_images(tmp_path):
     joined = tmp_path / "joined.pt"
     assert bundle.main(["join", "--weights", str(gpu_out / "weights"), "--out", str(joined)]) == 0
     assert joined.read_bytes() == (gpu_out / "student.pt").read_bytes()
+
+    # int8 for OpenVINO, calibrated on the training crops: marked int8, with its source's
+    # model version, and close to the float32 model it came from on those crops.
+    int8 = tmp_path / "student-int8.onnx"
+    assert quantize.main(["--model", str(gen2 / "student.onnx"), "--prepared", str(archive),
+                          "--out", str(int8), "--count", "32"]) == 0
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    meta = [{p.key: p.value for p in onnx.load(str(m)).metadata_props} for m in (gen2 / "student.onnx", int8)]
+    assert meta[1]["precision"] == "int8" and meta[1]["model_version"] == meta[0]["model_version"]
+    crops = quantize.calibration_crops(archive, 8).transpose(0, 3, 1, 2).astype(np.float32)
+    outputs = []
+    for path in (gen2 / "student.onnx", int8):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        e = session.run(None, {session.get_inputs()[0].name: crops})[0]
+        outputs.append(e / np.linalg.norm(e, axis=1, keepdims=True))
+    assert np.all(np.sum(outputs[0] * outputs[1], axis=1) > 0.9)
 
     for model in (MODELS / "sface_2021dec_fp32.onnx", gen2 / "student.onnx"):
         figures = tmp_path / f"{model.parent.name}.json"
