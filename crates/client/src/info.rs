@@ -17,7 +17,7 @@ pub async fn info(client: &mut Client, as_json: bool) -> Result<(), ClientError>
             "{}",
             json!({
                 "server_version": i.server_version,
-                "model": {"name": i.model_name, "version": i.model_version, "embedding_size": i.embedding_size},
+                "model": {"name": i.model_name, "version": i.model_version, "embedding_size": i.embedding_size, "precision": i.model_precision, "flip_test": i.flip_test},
                 "execution_provider": i.execution_provider,
                 "max_batch_size": i.max_batch_size,
                 "match_threshold": i.match_threshold,
@@ -29,8 +29,13 @@ pub async fn info(client: &mut Client, as_json: bool) -> Result<(), ClientError>
     }
     println!("server     vargid {}", i.server_version);
     println!(
-        "model      {} {} ({}-d), on {}, batches of up to {}",
-        i.model_name, i.model_version, i.embedding_size, i.execution_provider, i.max_batch_size
+        "model      {} {} ({}-d, {}), on {}, batches of up to {}",
+        i.model_name,
+        i.model_version,
+        i.embedding_size,
+        i.model_precision,
+        i.execution_provider,
+        i.max_batch_size
     );
     println!(
         "threshold  {:.3} (default match threshold)",

@@ -61,6 +61,10 @@ pub struct ModelInfo {
     /// A fixed-batch model is run one fixed-size chunk at a time.
     pub fixed_batch: Option<usize>,
     pub flip_test: bool,
+    /// The ONNX metadata's `precision` ("int8" for a quantized model), else "fp32".
+    /// Not part of the model tag: a quantized model keeps its source's version when
+    /// its templates are interchangeable with the source's (vargface.quantize).
+    pub precision: String,
 }
 
 /// A loaded model. Not shareable between threads while running: ONNX Runtime sessions
@@ -346,6 +350,7 @@ fn inspect(
         execution_provider: provider.name(),
         fixed_batch: (in_dims[0] > 0).then_some(in_dims[0] as usize),
         flip_test: false,
+        precision: meta.custom("precision").unwrap_or_else(|| "fp32".into()),
     })
 }
 

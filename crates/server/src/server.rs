@@ -175,6 +175,7 @@ pub async fn run(
     tracing::info!(
         model = %info.name,
         version = %info.version,
+        precision = %info.precision,
         embedding_size = info.embedding_size,
         execution_provider = info.execution_provider,
         "model loaded"

@@ -249,5 +249,6 @@ async fn get_service_info(
         server_version: env!("CARGO_PKG_VERSION").to_string(),
         max_batch_size: u32::try_from(svc.pipeline.engine().max_batch_size()).unwrap_or(u32::MAX),
         flip_test: info.flip_test,
+        model_precision: info.precision.clone(),
     })
 }
