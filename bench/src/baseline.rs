@@ -9,10 +9,12 @@
 //! each at concurrency 1 and 16. The two servers alternate, two rounds each, so that
 //! drift between minutes hits both alike; figures pool both rounds.
 //!
-//! `--execution-provider openvino` runs vargid on that provider. Raw ONNX Runtime (no
-//! server, best batch) is measured before and after the servers, in child processes
-//! (`vargid-bench raw`): the pinned CPU build in float32, the reference the service is
-//! compared with, and the chosen provider's build.
+//! `--execution-provider openvino` runs vargid on that provider, `--model` on another
+//! model file (the int8 one). Raw ONNX Runtime (no server, best batch) is measured
+//! before and after the servers, in child processes (`vargid-bench raw`): the pinned
+//! CPU build on the float32 model, the reference the service is compared with, and
+//! the service's own provider and model. The Python baseline always runs the float32
+//! model on the CPU build, as a per-request server would.
 //!
 //! Prints a Markdown report for docs/benchmarks.md.
 
@@ -52,7 +54,13 @@ pub struct Args {
     /// vargid's `model.execution_provider`.
     #[arg(long, default_value = "cpu", value_parser = ["cpu", "openvino"])]
     execution_provider: String,
+    /// vargid's `model.path` (and the model of its raw measurement).
+    #[arg(long, default_value = FP32_MODEL)]
+    model: PathBuf,
 }
+
+/// The float32 model: the Python baseline's, and the raw reference's.
+const FP32_MODEL: &str = "models/vargfacenet.onnx";
 
 /// The library each provider's raw measurement loads (what the install scripts put here).
 fn raw_library(provider: &str) -> &'static str {
@@ -170,27 +178,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let raw_providers: Vec<&str> = if args.execution_provider == "cpu" {
-        vec!["cpu"]
-    } else {
-        vec!["cpu", args.execution_provider.as_str()]
-    };
+    // (provider, model): the float32 reference first, then the service's own path.
+    let fp32 = ("cpu", PathBuf::from(FP32_MODEL));
+    let service_path = (args.execution_provider.as_str(), args.model.clone());
+    let mut raw_paths = vec![fp32.clone()];
+    if service_path != fp32 {
+        raw_paths.push(service_path);
+    }
+    let label = |(p, model): &(&str, PathBuf)| format!("{p}, {}", model.display());
     let measure_raw = |into: &mut Vec<(String, f64, f64)>| -> anyhow::Result<()> {
-        for p in &raw_providers {
-            let r = raw::in_child(p, Some(std::path::Path::new(raw_library(p))), 4.0)?;
+        for path in &raw_paths {
+            let (p, model) = path;
+            let r = raw::in_child(model, p, Some(std::path::Path::new(raw_library(p))), 4.0)?;
             let best = r["best_faces_per_s"].as_f64().unwrap_or(0.0);
             let b1 = r["batch1_ms"].as_f64().unwrap_or(0.0);
-            eprintln!("raw {p}: best {best:.1} faces/s, batch 1 {b1:.2} ms");
-            into.push((p.to_string(), best, b1));
+            eprintln!(
+                "raw {}: best {best:.1} faces/s, batch 1 {b1:.2} ms",
+                label(path)
+            );
+            into.push((label(path), best, b1));
         }
         Ok(())
     };
     let mut raw_runs = Vec::new();
     measure_raw(&mut raw_runs)?;
-    let service_env = [(
-        "VARGID_MODEL__EXECUTION_PROVIDER",
-        args.execution_provider.clone(),
-    )];
+    let service_env = [
+        (
+            "VARGID_MODEL__EXECUTION_PROVIDER",
+            args.execution_provider.clone(),
+        ),
+        ("VARGID_MODEL__PATH", args.model.display().to_string()),
+    ];
     let rows = runtime.block_on(async {
         let vargid = Service::start(&service_env).await?;
         let baseline = Baseline::start(&args.python).await?;
@@ -250,22 +268,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     measure_raw(&mut raw_runs)?;
     let (rows, enrolled_v, enrolled_b) = rows;
-    let raw_mean = |p: &str| -> (f64, f64) {
-        let runs: Vec<_> = raw_runs.iter().filter(|r| r.0 == p).collect();
+    let raw_mean = |l: &str| -> (f64, f64) {
+        let runs: Vec<_> = raw_runs.iter().filter(|r| r.0 == l).collect();
         let n = runs.len().max(1) as f64;
         (
             runs.iter().map(|r| r.1).sum::<f64>() / n,
             runs.iter().map(|r| r.2).sum::<f64>() / n,
         )
     };
-    let (raw_fp32, raw_fp32_b1) = raw_mean("cpu");
+    let (raw_fp32, raw_fp32_b1) = raw_mean(&label(&fp32));
     println!(
         "Raw ONNX Runtime, no server, best of batch 1/4/16, before and after the servers (mean):\n"
     );
-    println!("| runtime | faces/s | batch-1 latency (ms) |\n|---|---:|---:|");
-    for p in &raw_providers {
-        let (best, b1) = raw_mean(p);
-        println!("| {p} ({}) | {best:.1} | {b1:.2} |", raw_library(p));
+    println!("| provider, model | faces/s | batch-1 latency (ms) |\n|---|---:|---:|");
+    for path in &raw_paths {
+        let (best, b1) = raw_mean(&label(path));
+        println!(
+            "| {} ({}) | {best:.1} | {b1:.2} |",
+            label(path),
+            raw_library(path.0)
+        );
     }
     println!();
     {
@@ -274,7 +296,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              Two alternating rounds of {} s (after 2 s of warm-up) per server and level, pooled.\n",
             args.seconds
         );
-        println!("vargid runs on `{}`; raw fp32 ONNX Runtime (CPU build) {raw_fp32:.1} faces/s, batch 1 {raw_fp32_b1:.2} ms.\n", args.execution_provider);
+        println!("vargid runs `{}` on `{}`; raw fp32 ONNX Runtime (CPU build) {raw_fp32:.1} faces/s, batch 1 {raw_fp32_b1:.2} ms.\n", args.model.display(), args.execution_provider);
         println!("| workload | concurrency | vargid faces/s | baseline faces/s | vargid / baseline | vargid / raw fp32 ORT | vargid p50 / p99 (ms) | baseline p50 / p99 (ms) | errors (vargid, baseline) |\n|---|---:|---:|---:|---:|---:|---:|---:|---|");
         for r in &rows {
             let (v, b) = (

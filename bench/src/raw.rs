@@ -139,13 +139,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Runs `vargid-bench raw` in a child process (this executable) and reads its line.
 pub fn in_child(
+    model: &Path,
     execution_provider: &str,
     library: Option<&Path>,
     seconds: f64,
 ) -> anyhow::Result<serde_json::Value> {
     let mut command = std::process::Command::new(std::env::current_exe()?);
-    command.args([
-        "raw",
+    command.arg("raw").arg("--model").arg(model).args([
         "--execution-provider",
         execution_provider,
         "--seconds",
