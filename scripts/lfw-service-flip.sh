@@ -3,6 +3,7 @@
 # running service: LFW 10-fold and LFW 1:N with the flip off and on.
 #
 #   scripts/lfw-service-flip.sh [MODEL.onnx]    (default models/vargfacenet.onnx)
+#   VARGID_LFW_FLIPS=false scripts/lfw-service-flip.sh MODEL.onnx   (the flip off only)
 #
 # For each setting: starts vargid on a loopback port with MODEL and an empty
 # temporary gallery, sends every LFW photo named by pairs.txt once to Embed
@@ -24,7 +25,7 @@ bash scripts/install-deps.sh >/dev/null
 bash scripts/setup-python.sh >/dev/null
 cargo build --quiet --bin vargid --bin vargid-bench
 
-for flip in false true; do
+for flip in ${VARGID_LFW_FLIPS:-false true}; do
   data="$(mktemp -d)"
   log="$OUT/vargid-flip-$flip.log"
   trap 'kill "${server:-}" 2>/dev/null || true; wait "${server:-}" 2>/dev/null || true; rm -rf "$data"' EXIT

@@ -5,11 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::tempfile_dir::TempDir;
-use common::{binary, lfw_dir, workspace_root, Server};
+use common::{binary, lfw_folder, workspace_root, Server};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -23,42 +23,6 @@ fn vargid(server: &Server, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("running vargid")
-}
-
-/// DIR/<person>/<photo> as links to LFW: the first `several` people (by name) with two
-/// or more photos, up to four photos each, and the first `single` people with one.
-fn lfw_folder(dir: &Path, several: usize, single: usize) -> usize {
-    let root = lfw_dir().join("images");
-    let mut people: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("LFW images")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    people.sort();
-    let (mut taken_several, mut taken_single, mut photos) = (0, 0, 0);
-    for person in people {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&person)
-            .expect("a person's folder")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        files.sort();
-        let take = if files.len() >= 2 && taken_several < several {
-            taken_several += 1;
-            4
-        } else if files.len() == 1 && taken_single < single {
-            taken_single += 1;
-            1
-        } else {
-            continue;
-        };
-        let folder = dir.join(person.file_name().expect("a name"));
-        std::fs::create_dir_all(&folder).expect("creating a person's folder");
-        for f in files.iter().take(take) {
-            std::os::unix::fs::symlink(f, folder.join(f.file_name().expect("a name")))
-                .expect("linking a photo");
-            photos += 1;
-        }
-    }
-    photos
 }
 
 fn read_json(path: &Path) -> serde_json::Value {

@@ -64,3 +64,29 @@ def test_committed_reference_embedding_is_what_the_code_computes():
     cosine = now @ committed / (np.linalg.norm(now) * np.linalg.norm(committed))
     assert np.abs(now - committed).max() < MAX_ABS_DIFF
     assert cosine > MIN_COSINE
+
+
+COMMITTED_INT8 = REPO_ROOT / "models" / "vargfacenet-int8.onnx"
+
+
+def test_committed_int8_model_is_the_committed_model_quantized():
+    """`python -m vargface.quantize` of the committed model, re-run with each generation:
+    its metadata is the source's (model_version included) plus `precision` and
+    `quantization`, and it computes nearly the same embedding."""
+    import onnxruntime as ort
+
+    from vargface.reference import reference_input
+
+    source, int8 = ({p.key: p.value for p in onnx.load(str(m)).metadata_props}
+                    for m in (COMMITTED_ONNX, COMMITTED_INT8))
+    assert int8.pop("precision") == "int8"
+    assert int8.pop("quantization").startswith("NNCF")
+    assert int8 == source
+    x = reference_input().numpy()
+    embeddings = []
+    for path in (COMMITTED_ONNX, COMMITTED_INT8):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        e = session.run(None, {"input": x})[0][0]
+        embeddings.append(e / np.linalg.norm(e))
+    # 0.985 on this synthetic pattern; at least 0.995 on LFW faces (tests/tests/int8.rs).
+    assert embeddings[0] @ embeddings[1] > 0.97

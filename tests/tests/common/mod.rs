@@ -54,6 +54,42 @@ pub fn lfw_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("../shared/data/lfw"))
 }
 
+/// DIR/<person>/<photo> as links to LFW: the first `several` people (by name) with two
+/// or more photos, up to four photos each, and the first `single` people with one.
+pub fn lfw_folder(dir: &Path, several: usize, single: usize) -> usize {
+    let root = lfw_dir().join("images");
+    let mut people: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("LFW images")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    people.sort();
+    let (mut taken_several, mut taken_single, mut photos) = (0, 0, 0);
+    for person in people {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&person)
+            .expect("a person's folder")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        let take = if files.len() >= 2 && taken_several < several {
+            taken_several += 1;
+            4
+        } else if files.len() == 1 && taken_single < single {
+            taken_single += 1;
+            1
+        } else {
+            continue;
+        };
+        let folder = dir.join(person.file_name().expect("a name"));
+        std::fs::create_dir_all(&folder).expect("creating a person's folder");
+        for f in files.iter().take(take) {
+            std::os::unix::fs::symlink(f, folder.join(f.file_name().expect("a name")))
+                .expect("linking a photo");
+            photos += 1;
+        }
+    }
+    photos
+}
+
 /// A running server, killed on drop.
 pub struct Server {
     child: Child,

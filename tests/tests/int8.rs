@@ -1,0 +1,143 @@
+//! The int8 model (`models/vargfacenet-int8.onnx`, written by `vargface.quantize`) on
+//! OpenVINO, end to end: the server says it runs int8 under the float32 model's tag,
+//! its embeddings equal the float32 model's on the CPU provider to a cosine above
+//! 0.99, a gallery enrolled on float32 is served by it, and on LFW people (a subset)
+//! its 1:N figures through the service are within a point of float32's. The full LFW
+//! figures are in docs/benchmarks.md ("int8").
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::tempfile_dir::TempDir;
+use common::{
+    binary, cosine, first_face_embeddings, lfw_crop, lfw_folder, raw_image, workspace_root, Server,
+};
+use vargid_proto::v1 as pb;
+
+fn int8_model() -> String {
+    let path = workspace_root().join("models/vargfacenet-int8.onnx");
+    assert!(path.is_file(), "{} is missing", path.display());
+    path.display().to_string()
+}
+
+fn openvino_int8(data: &Path) -> Server {
+    let model = int8_model();
+    Server::start_in(
+        data,
+        &[
+            ("VARGID_MODEL__EXECUTION_PROVIDER", "openvino"),
+            ("VARGID_MODEL__PATH", model.as_str()),
+        ],
+    )
+}
+
+async fn info(server: &Server) -> pb::ServiceInfo {
+    server
+        .client()
+        .await
+        .get_service_info(pb::GetServiceInfoRequest {})
+        .await
+        .expect("GetServiceInfo")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn int8_on_openvino_serves_the_fp32_models_templates_and_galleries() {
+    let crops: Vec<pb::Image> = [
+        ("Serena_Williams", 1),
+        ("Serena_Williams", 3),
+        ("Colin_Powell", 40),
+        ("Tony_Blair", 18),
+    ]
+    .iter()
+    .map(|(name, n)| raw_image(&lfw_crop(name, *n)))
+    .collect();
+    let data = TempDir::new("int8");
+
+    let fp32 = Server::start_in(&data.0, &[("VARGID_MODEL__EXECUTION_PROVIDER", "cpu")]);
+    let fp32_info = info(&fp32).await;
+    assert_eq!(fp32_info.model_precision, "fp32");
+    let on_fp32 = first_face_embeddings(&mut fp32.client().await, crops.clone()).await;
+    fp32.client()
+        .await
+        .enroll(pb::EnrollRequest {
+            identity_id: "serena".into(),
+            images: vec![crops[0].clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("enroll on float32");
+    drop(fp32);
+
+    let int8 = openvino_int8(&data.0);
+    let int8_info = info(&int8).await;
+    assert_eq!(int8_info.model_precision, "int8");
+    assert_eq!(int8_info.execution_provider, "OpenVINO");
+    assert_eq!(int8_info.model_version, fp32_info.model_version);
+    let on_int8 = first_face_embeddings(&mut int8.client().await, crops.clone()).await;
+    for (a, b) in on_fp32.iter().zip(&on_int8) {
+        let c = cosine(a, b);
+        assert!(c > 0.99, "int8 against float32: cosine {c}");
+    }
+    // The gallery enrolled on float32 is served, and finds Serena in another photo.
+    let found = int8
+        .client()
+        .await
+        .identify(pb::IdentifyRequest {
+            image: Some(crops[1].clone()),
+            top_k: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("identify on int8")
+        .into_inner();
+    let best = &found.faces[0].candidates[0];
+    assert_eq!(best.identity_id, "serena");
+}
+
+/// `vargid evaluate` of `folder` against `server`: its report.json.
+fn evaluate(server: &Server, folder: &Path, out: &Path) -> serde_json::Value {
+    let run = Command::new(binary())
+        .args(["evaluate", "--out"])
+        .arg(out)
+        .arg(folder)
+        .env("VARGID_ADDRESS", &server.grpc)
+        .env_remove("VARGID_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running vargid evaluate");
+    assert!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("report JSON")
+}
+
+#[test]
+fn int8_keeps_the_1_to_n_figures_of_fp32_on_lfw_people() {
+    let work = TempDir::new("int8-lfw");
+    let folder = work.0.join("people");
+    lfw_folder(&folder, 100, 80);
+    let fp32 = Server::start(&[("VARGID_MODEL__EXECUTION_PROVIDER", "cpu")]);
+    let expected = evaluate(&fp32, &folder, &work.0.join("fp32"));
+    drop(fp32);
+    let int8 = openvino_int8(&TempDir::new("int8-lfw-data").0);
+    let got = evaluate(&int8, &folder, &work.0.join("int8"));
+    let (got, expected) = (&got["identification"], &expected["identification"]);
+    // About 300 mated searches here: a point is three searches.
+    let mated = expected["mated_probes"].as_f64().unwrap_or(1.0);
+    for figure in ["rank1", "fnir_at_fpir_0.1", "fnir_at_fpir_0.01"] {
+        let (Some(a), Some(b)) = (got[figure].as_f64(), expected[figure].as_f64()) else {
+            panic!("{figure}: {got} vs {expected}");
+        };
+        assert!(
+            (a - b).abs() <= (3.0 / mated).max(0.01),
+            "{figure}: int8 on OpenVINO {a:.4}, float32 on the CPU provider {b:.4}"
+        );
+    }
+}
