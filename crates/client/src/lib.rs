@@ -14,6 +14,7 @@ mod labelled;
 mod photo;
 mod plot_font;
 mod progress;
+mod retry;
 mod transfer;
 mod verify;
 

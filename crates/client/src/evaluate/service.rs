@@ -4,15 +4,13 @@
 //! template for every search, then `DropGallery`). Each photo is embedded once.
 
 use std::path::PathBuf;
-use std::time::Duration;
-
 use tonic::Code;
 use vargid_proto::v1 as pb;
 
 use crate::connection::Client;
 use crate::progress::Progress;
 use crate::transfer::{self, MAX_TEMPLATES_PER_IMPORT};
-use crate::{concurrent, photo, ClientError};
+use crate::{concurrent, photo, retry, ClientError};
 
 /// What a photo gave: the embedding of its largest face, or why there is none.
 #[derive(Debug, Clone)]
@@ -33,30 +31,6 @@ impl Acquired {
     }
 }
 
-/// Codes worth another try after a pause: the server is busy or restarting.
-fn transient(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::ResourceExhausted)
-}
-
-/// Runs `call` again with exponential backoff while the server sheds load.
-async fn with_backoff<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
-{
-    let mut pause = Duration::from_millis(50);
-    for _ in 0..10 {
-        match call().await {
-            Err(s) if transient(s.code()) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-            done => return done,
-        }
-    }
-    call().await
-}
-
 fn rejection(face: &pb::Face) -> String {
     if face.rejection_detail.is_empty() {
         format!("face rejected ({:?})", face.rejection())
@@ -73,7 +47,7 @@ async fn faces_of(
     let request = pb::EmbedRequest {
         images: vec![image],
     };
-    match with_backoff(|| {
+    match retry::while_shedding(|| {
         let (mut client, request) = (client.clone(), request.clone());
         async move { client.embed(request).await }
     })
@@ -232,7 +206,7 @@ impl TemporaryGallery {
                 };
                 let client = client.clone();
                 async move {
-                    with_backoff(|| {
+                    retry::while_shedding(|| {
                         let (mut client, request) = (client.clone(), request.clone());
                         async move { client.identify(request).await }
                     })
