@@ -23,16 +23,36 @@ pub struct Choice {
 #[derive(Debug, Clone, Copy)]
 pub struct Cpu {
     pub avx512: bool,
+    /// int8 dot products (AVX512-VNNI or AVX-VNNI), which int8 models need to pay.
+    pub vnni: bool,
 }
 
 impl Cpu {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let (avx512, vnni) = (
+            std::arch::is_x86_feature_detected!("avx512f"),
+            std::arch::is_x86_feature_detected!("avx512vnni")
+                || std::arch::is_x86_feature_detected!("avxvnni"),
+        );
         #[cfg(not(target_arch = "x86_64"))]
-        let avx512 = false;
-        Self { avx512 }
+        let (avx512, vnni) = (false, false);
+        Self { avx512, vnni }
     }
+}
+
+/// A warning for the start-up log when an int8 model runs on a CPU without VNNI.
+///
+/// Measured on a 2-core AMD EPYC with AVX2 only (docs/benchmarks.md, "int8 on
+/// OpenVINO"): 1.1x the float32 model's raw speed on OpenVINO, slower end to end, and
+/// 0.79 points lower LFW 1:N rank-1 through the service (16-bit saturation of u8 x s8
+/// products without VNNI); ONNX Runtime's CPU provider runs it at half float32's speed.
+pub fn int8_warning(precision: &str, cpu: Cpu) -> Option<String> {
+    (precision == "int8" && !cpu.vnni).then(|| {
+        "int8 model on a CPU without VNNI: measured no faster than float32 there and \
+         less accurate; use the float32 model (models/vargfacenet.onnx) on this CPU"
+            .to_string()
+    })
 }
 
 /// The choice for `model` on `cpu`, with `openvino_library` the OpenVINO build's path.
@@ -85,7 +105,14 @@ mod tests {
     fn auto_takes_openvino_only_with_avx512_and_its_build() {
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         let missing = Path::new("/nonexistent/libonnxruntime.so");
-        let (with, without) = (Cpu { avx512: true }, Cpu { avx512: false });
+        let with = Cpu {
+            avx512: true,
+            vnni: true,
+        };
+        let without = Cpu {
+            avx512: false,
+            vnni: false,
+        };
         assert_eq!(choose(&model("auto"), with, &here).provider, "openvino");
         assert_eq!(choose(&model("auto"), without, &here).provider, "cpu");
         assert_eq!(choose(&model("auto"), with, missing).provider, "cpu");
@@ -97,5 +124,20 @@ mod tests {
         assert!(choose(&model("auto"), without, &here)
             .reason
             .contains("AVX-512"));
+    }
+
+    #[test]
+    fn int8_without_vnni_is_warned_about() {
+        let avx2 = Cpu {
+            avx512: false,
+            vnni: false,
+        };
+        let vnni = Cpu {
+            avx512: true,
+            vnni: true,
+        };
+        assert!(int8_warning("int8", avx2).is_some_and(|w| w.contains("VNNI")));
+        assert_eq!(int8_warning("int8", vnni), None);
+        assert_eq!(int8_warning("fp32", avx2), None);
     }
 }

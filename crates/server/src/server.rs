@@ -138,11 +138,8 @@ pub async fn run(
     mut settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let choice = provider_choice::choose(
-        &settings.model,
-        provider_choice::Cpu::detect(),
-        &openvino_library(&settings.model),
-    );
+    let cpu = provider_choice::Cpu::detect();
+    let choice = provider_choice::choose(&settings.model, cpu, &openvino_library(&settings.model));
     tracing::info!(provider = choice.provider, reason = %choice.reason, "execution provider");
     // Everything below reads the provider from the settings.
     settings.model.execution_provider = choice.provider.to_string();
@@ -180,6 +177,9 @@ pub async fn run(
         execution_provider = info.execution_provider,
         "model loaded"
     );
+    if let Some(warning) = provider_choice::int8_warning(&info.precision, cpu) {
+        tracing::warn!(precision = %info.precision, "{warning}");
+    }
 
     std::fs::create_dir_all(&settings.gallery.data_dir).with_context(|| {
         format!(
