@@ -6,7 +6,7 @@ training crops (never on LFW, which is for evaluation only).
 
 NNCF (Intel's post-training quantization, ONNX backend) writes a QDQ ONNX model whose
 quantizers sit where OpenVINO's int8 kernels expect them. Measured on a 2-core
-AVX-512 VNNI Xeon (docs/benchmarks.md, "int8"): 1.4x OpenVINO's float32 faces/s,
+AVX-512 VNNI Xeon (docs/benchmarks.md, "int8 on OpenVINO"): 1.4x OpenVINO's float32 faces/s,
 where ONNX Runtime's own `quantize_static` (QDQ, per-channel U8S8), which this module
 used before, ran at half OpenVINO's float32 speed. The calibration crops are spread
 evenly over the prepared set (all three face folders).
