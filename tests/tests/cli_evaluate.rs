@@ -5,29 +5,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use common::tempfile_dir::TempDir;
-use common::{binary, lfw_folder, workspace_root, Server};
+use common::{lfw_folder, read_json, run_vargid, workspace_root, Server};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn vargid(server: &Server, args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .env("VARGID_ADDRESS", &server.grpc)
-        .env_remove("VARGID_API_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running vargid")
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    let raw = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
@@ -38,7 +22,7 @@ fn evaluate_matches_vargface_evaluate_and_writes_plots() {
     let server = Server::start(&[("VARGID_MODEL__FLIP_TEST", "true")]);
     let out_dir = work.0.join("report");
 
-    let out = vargid(
+    let out = run_vargid(
         &server,
         &[
             "evaluate",
@@ -135,7 +119,7 @@ fn evaluate_matches_vargface_evaluate_and_writes_plots() {
     }
 
     // The temporary gallery is gone.
-    let galleries = vargid(&server, &["galleries", "--json"]);
+    let galleries = run_vargid(&server, &["galleries", "--json"]);
     assert!(
         !text(&galleries.stdout).contains("evaluate-"),
         "{}",
@@ -147,7 +131,7 @@ fn evaluate_matches_vargface_evaluate_and_writes_plots() {
 fn evaluate_refuses_bad_input_with_a_reason() {
     let server = Server::start(&[]);
     let work = TempDir::new("evaluate-bad");
-    let out = vargid(
+    let out = run_vargid(
         &server,
         &["evaluate", work.0.to_str().expect("a UTF-8 path")],
     );
@@ -157,9 +141,9 @@ fn evaluate_refuses_bad_input_with_a_reason() {
         "{}",
         text(&out.stderr)
     );
-    let out = vargid(&server, &["evaluate", "--target-far", "2", "x"]);
+    let out = run_vargid(&server, &["evaluate", "--target-far", "2", "x"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("--target-far 2: must be between 0 and 1"));
-    let out = vargid(&server, &["evaluate", "--ranks", "0", "x"]);
+    let out = run_vargid(&server, &["evaluate", "--ranks", "0", "x"]);
     assert_eq!(out.status.code(), Some(2), "a usage error");
 }

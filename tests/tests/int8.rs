@@ -8,11 +8,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use common::tempfile_dir::TempDir;
 use common::{
-    binary, cosine, first_face_embeddings, lfw_crop, lfw_folder, raw_image, workspace_root, Server,
+    cosine, first_face_embeddings, lfw_folder, read_json, run_vargid, service_info,
+    two_runtime_check_crops, workspace_root, Server,
 };
 use vargid_proto::v1 as pb;
 
@@ -33,31 +33,13 @@ fn openvino_int8(data: &Path) -> Server {
     )
 }
 
-async fn info(server: &Server) -> pb::ServiceInfo {
-    server
-        .client()
-        .await
-        .get_service_info(pb::GetServiceInfoRequest {})
-        .await
-        .expect("GetServiceInfo")
-        .into_inner()
-}
-
 #[tokio::test]
 async fn int8_on_openvino_serves_the_fp32_models_templates_and_galleries() {
-    let crops: Vec<pb::Image> = [
-        ("Serena_Williams", 1),
-        ("Serena_Williams", 3),
-        ("Colin_Powell", 40),
-        ("Tony_Blair", 18),
-    ]
-    .iter()
-    .map(|(name, n)| raw_image(&lfw_crop(name, *n)))
-    .collect();
+    let crops = two_runtime_check_crops();
     let data = TempDir::new("int8");
 
     let fp32 = Server::start_in(&data.0, &[("VARGID_MODEL__EXECUTION_PROVIDER", "cpu")]);
-    let fp32_info = info(&fp32).await;
+    let fp32_info = service_info(&mut fp32.client().await).await;
     assert_eq!(fp32_info.model_precision, "fp32");
     let on_fp32 = first_face_embeddings(&mut fp32.client().await, crops.clone()).await;
     fp32.client()
@@ -72,7 +54,7 @@ async fn int8_on_openvino_serves_the_fp32_models_templates_and_galleries() {
     drop(fp32);
 
     let int8 = openvino_int8(&data.0);
-    let int8_info = info(&int8).await;
+    let int8_info = service_info(&mut int8.client().await).await;
     assert_eq!(int8_info.model_precision, "int8");
     assert_eq!(int8_info.execution_provider, "OpenVINO");
     assert_eq!(int8_info.model_version, fp32_info.model_version);
@@ -101,23 +83,15 @@ async fn int8_on_openvino_serves_the_fp32_models_templates_and_galleries() {
 
 /// `vargid evaluate` of `folder` against `server`: its report.json.
 fn evaluate(server: &Server, folder: &Path, out: &Path) -> serde_json::Value {
-    let run = Command::new(binary())
-        .args(["evaluate", "--out"])
-        .arg(out)
-        .arg(folder)
-        .env("VARGID_ADDRESS", &server.grpc)
-        .env_remove("VARGID_API_KEY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("running vargid evaluate");
+    let (out_arg, folder_arg) = (out.display().to_string(), folder.display().to_string());
+    let run = run_vargid(server, &["evaluate", "--out", &out_arg, &folder_arg]);
     assert!(
         run.status.success(),
         "{}{}",
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
-    let text = std::fs::read_to_string(out.join("report.json")).expect("report.json");
-    serde_json::from_str(&text).expect("report JSON")
+    read_json(&out.join("report.json"))
 }
 
 #[test]

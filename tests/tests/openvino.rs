@@ -8,7 +8,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{binary, cosine, first_face_embeddings, lfw_crop, raw_image, workspace_root, Server};
+use common::{
+    binary, cosine, first_face_embeddings, two_runtime_check_crops, workspace_root, Server,
+};
 use vargid_proto::v1 as pb;
 
 /// Written by `scripts/install-ort-openvino.sh` (part of `make deps`).
@@ -29,15 +31,7 @@ async fn embeddings(server: &Server, images: &[pb::Image]) -> Vec<Vec<f32>> {
 #[tokio::test]
 async fn openvino_serves_the_cpu_providers_embeddings_and_galleries() {
     openvino_library();
-    let crops: Vec<pb::Image> = [
-        ("Serena_Williams", 1),
-        ("Serena_Williams", 3),
-        ("Colin_Powell", 40),
-        ("Tony_Blair", 18),
-    ]
-    .iter()
-    .map(|(name, n)| raw_image(&lfw_crop(name, *n)))
-    .collect();
+    let crops = two_runtime_check_crops();
     let photo = pb::Image {
         source: Some(pb::image::Source::Encoded(
             std::fs::read(common::lfw_dir().join("images/Colin_Powell/Colin_Powell_0049.jpg"))

@@ -13,10 +13,10 @@ use backon::{ExponentialBuilder, Retryable};
 use tonic::Code;
 
 /// How long one call keeps trying before its last refusal is the answer.
-pub const RETRY_BUDGET: Duration = Duration::from_secs(120);
+const RETRY_BUDGET: Duration = Duration::from_secs(120);
 
 /// Codes worth another try after a pause: the server is busy or restarting.
-pub fn transient(code: Code) -> bool {
+fn transient(code: Code) -> bool {
     matches!(code, Code::Unavailable | Code::ResourceExhausted)
 }
 

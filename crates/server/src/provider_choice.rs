@@ -47,12 +47,11 @@ impl Cpu {
 /// OpenVINO"): 1.1x the float32 model's raw speed on OpenVINO, slower end to end, and
 /// 0.79 points lower LFW 1:N rank-1 through the service (16-bit saturation of u8 x s8
 /// products without VNNI); ONNX Runtime's CPU provider runs it at half float32's speed.
-pub fn int8_warning(precision: &str, cpu: Cpu) -> Option<String> {
-    (precision == "int8" && !cpu.vnni).then(|| {
+pub fn int8_warning(precision: &str, cpu: Cpu) -> Option<&'static str> {
+    (precision == "int8" && !cpu.vnni).then_some(
         "int8 model on a CPU without VNNI: measured no faster than float32 there and \
-         less accurate; use the float32 model (models/vargfacenet.onnx) on this CPU"
-            .to_string()
-    })
+         less accurate; use the float32 model (models/vargfacenet.onnx) on this CPU",
+    )
 }
 
 /// The choice for `model` on `cpu`, with `openvino_library` the OpenVINO build's path.
@@ -94,6 +93,15 @@ pub fn choose(model: &ModelSettings, cpu: Cpu, openvino_library: &Path) -> Choic
 mod tests {
     use super::*;
 
+    const AVX512_VNNI: Cpu = Cpu {
+        avx512: true,
+        vnni: true,
+    };
+    const AVX2: Cpu = Cpu {
+        avx512: false,
+        vnni: false,
+    };
+
     fn model(provider: &str) -> ModelSettings {
         ModelSettings {
             execution_provider: provider.into(),
@@ -105,14 +113,7 @@ mod tests {
     fn auto_takes_openvino_only_with_avx512_and_its_build() {
         let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         let missing = Path::new("/nonexistent/libonnxruntime.so");
-        let with = Cpu {
-            avx512: true,
-            vnni: true,
-        };
-        let without = Cpu {
-            avx512: false,
-            vnni: false,
-        };
+        let (with, without) = (AVX512_VNNI, AVX2);
         assert_eq!(choose(&model("auto"), with, &here).provider, "openvino");
         assert_eq!(choose(&model("auto"), without, &here).provider, "cpu");
         assert_eq!(choose(&model("auto"), with, missing).provider, "cpu");
@@ -128,16 +129,8 @@ mod tests {
 
     #[test]
     fn int8_without_vnni_is_warned_about() {
-        let avx2 = Cpu {
-            avx512: false,
-            vnni: false,
-        };
-        let vnni = Cpu {
-            avx512: true,
-            vnni: true,
-        };
-        assert!(int8_warning("int8", avx2).is_some_and(|w| w.contains("VNNI")));
-        assert_eq!(int8_warning("int8", vnni), None);
-        assert_eq!(int8_warning("fp32", avx2), None);
+        assert!(int8_warning("int8", AVX2).is_some_and(|w| w.contains("VNNI")));
+        assert_eq!(int8_warning("int8", AVX512_VNNI), None);
+        assert_eq!(int8_warning("fp32", AVX2), None);
     }
 }

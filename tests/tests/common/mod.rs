@@ -90,6 +90,36 @@ pub fn lfw_folder(dir: &Path, several: usize, single: usize) -> usize {
     photos
 }
 
+/// Four aligned LFW crops, the first two of one person (Serena Williams): what the
+/// tests that compare two runtimes on one gallery embed, enroll (the first) and find.
+pub fn two_runtime_check_crops() -> Vec<pb::Image> {
+    [
+        ("Serena_Williams", 1),
+        ("Serena_Williams", 3),
+        ("Colin_Powell", 40),
+        ("Tony_Blair", 18),
+    ]
+    .iter()
+    .map(|(name, n)| raw_image(&lfw_crop(name, *n)))
+    .collect()
+}
+
+/// The `vargid` command line with `args` against `server` (no API key), to completion.
+pub fn run_vargid(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .env("VARGID_ADDRESS", &server.grpc)
+        .env_remove("VARGID_API_KEY")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running vargid")
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let raw = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A running server, killed on drop.
 pub struct Server {
     child: Child,
@@ -361,13 +391,18 @@ pub async fn all_identities(
     }
 }
 
-/// The model tag of the server's model (what ImportGallery and search by template take).
-pub async fn served_model(client: &mut FaceServiceClient<Channel>) -> pb::ModelTag {
-    let info = client
+/// The server's GetServiceInfo answer.
+pub async fn service_info(client: &mut FaceServiceClient<Channel>) -> pb::ServiceInfo {
+    client
         .get_service_info(pb::GetServiceInfoRequest {})
         .await
         .expect("service info")
-        .into_inner();
+        .into_inner()
+}
+
+/// The model tag of the server's model (what ImportGallery and search by template take).
+pub async fn served_model(client: &mut FaceServiceClient<Channel>) -> pb::ModelTag {
+    let info = service_info(client).await;
     pb::ModelTag {
         name: info.model_name,
         version: info.model_version,
