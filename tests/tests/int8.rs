@@ -62,7 +62,7 @@ async fn int8_on_openvino_serves_the_fp32_models_templates_and_galleries() {
     for (a, b) in on_fp32.iter().zip(&on_int8) {
         let c = cosine(a, b);
         // 0.997 on LFW crops on an AVX-512 VNNI Xeon; on AVX2 without VNNI one of these
-        // faces measured 0.990 (likely 16-bit saturation of u8 x s8 products; unverified).
+        // faces measured 0.990.
         assert!(c > 0.98, "int8 against float32: cosine {c}");
     }
     // The gallery enrolled on float32 is served, and finds Serena in another photo.

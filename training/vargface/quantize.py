@@ -31,8 +31,11 @@ def calibration_crops(prepared: Path, count: int) -> np.ndarray:
         return np.stack([archive.decode_crop(z.read(archive.crop_name(int(i)))) for i in picks])
 
 
-def quantize(model: Path, prepared: Path, out: Path, count: int) -> None:
+def quantize(model: Path, prepared: Path, out: Path, count: int,
+             overflow_fix: str = "first_layer_only", preset: str = "performance",
+             float_ops: tuple[str, ...] = ()) -> None:
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     import onnx
 
     source = onnx.load(str(model))
@@ -40,14 +43,26 @@ def quantize(model: Path, prepared: Path, out: Path, count: int) -> None:
     crops = calibration_crops(prepared, count)
     # One NCHW float32 face per calibration item, as the service feeds the model.
     items = [{input_name: c[None].transpose(0, 3, 1, 2).astype(np.float32)} for c in crops]
-    quantized = nncf.quantize(source, nncf.Dataset(items), subset_size=len(items))
+    # overflow_fix "enable": 7-bit weights everywhere, so that CPUs without VNNI (u8 x s8
+    # products summed in 16 bits) cannot saturate; NNCF's default does the first layer.
+    # preset "mixed": asymmetric activation ranges, for lopsided PReLU outputs. On an
+    # AVX2 CPU through the service, "mixed" (with the Gemm in float) recovered 0.64 of
+    # the 0.79 rank-1 points int8 lost, at 0.70x the speed; "enable" recovered none
+    # (docs/benchmarks.md, "What the int8 accuracy loss comes from").
+    advanced = AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(overflow_fix))
+    ignored = nncf.IgnoredScope(types=list(float_ops)) if float_ops else None  # e.g. the final Gemm
+    quantized = nncf.quantize(source, nncf.Dataset(items), subset_size=len(items),
+                              preset=nncf.QuantizationPreset(preset), ignored_scope=ignored,
+                              advanced_parameters=advanced)
     # The source's metadata, model_version included: the int8 embeddings equal the
     # float32 ones to a cosine above 0.99 (checked in pytest, measured on LFW in the
     # model card), so galleries serve both; `precision` tells them apart.
     meta = {p.key: p.value for p in source.metadata_props}
     meta["precision"] = "int8"
     meta["quantization"] = (f"NNCF {nncf.__version__} post-training int8 (QDQ), "
-                            f"{len(items)} calibration crops from the training set")
+                            f"{len(items)} calibration crops from the training set, "
+                            f"overflow fix {overflow_fix}, preset {preset}"
+                            + (f", float {'/'.join(float_ops)}" if float_ops else ""))
     del quantized.metadata_props[:]
     for key, value in meta.items():
         quantized.metadata_props.add(key=key, value=value)
@@ -60,8 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepared", type=Path, required=True, help="vargface.prepare's archive")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--count", type=int, default=300, help="calibration crops")
+    p.add_argument("--overflow-fix", choices=("first_layer_only", "enable", "disable"),
+                   default="first_layer_only",
+                   help="NNCF's 7-bit weights against 16-bit saturation without VNNI: on the first "
+                        "layer only (NNCF's default), everywhere, or nowhere")
+    p.add_argument("--preset", choices=("performance", "mixed"), default="performance",
+                   help="NNCF's preset: symmetric activation ranges, or asymmetric ones")
+    p.add_argument("--float-op", action="append", default=[], metavar="TYPE",
+                   help="leave every node of this ONNX operator type in float32 (repeatable), e.g. Gemm")
     args = p.parse_args(argv)
-    quantize(args.model, args.prepared, args.out, args.count)
+    quantize(args.model, args.prepared, args.out, args.count, args.overflow_fix, args.preset,
+             tuple(args.float_op))
     print(f"quantize: {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) from {args.model}, "
           f"{args.count} calibration crops")
     return 0

@@ -45,9 +45,9 @@ impl Cpu {
 ///
 /// Measured on a 2-core AMD EPYC with AVX2 only (docs/benchmarks.md, "int8 on
 /// OpenVINO"): 1.1x the float32 model's raw speed on OpenVINO, slower end to end, and
-/// 0.79 points lower LFW 1:N rank-1 through the service (likely 16-bit saturation of
-/// u8 x s8 products without VNNI; not verified); ONNX Runtime's CPU provider runs it at
-/// half float32's speed.
+/// 0.79 points lower LFW 1:N rank-1 through the service (from NNCF's symmetric
+/// activation ranges, not 16-bit saturation: measured with 7-bit weights); ONNX
+/// Runtime's CPU provider runs it at half float32's speed.
 pub fn int8_warning(precision: &str, cpu: Cpu) -> Option<&'static str> {
     (precision == "int8" && !cpu.vnni).then_some(
         "int8 model on a CPU without VNNI: measured no faster than float32 there and \
