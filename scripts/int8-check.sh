@@ -47,9 +47,11 @@ grep -q -E 'avx512_vnni|avx_vnni' /proc/cpuinfo ||
 ./scripts/setup-python.sh > "$out/setup-python.log"
 cpu_library="$PWD/.deps/onnxruntime/libonnxruntime.so"
 openvino_library="$PWD/.deps/onnxruntime-openvino/libonnxruntime.so"
-if [ "$profile" = release ]; then cargo_flags=(--release) bin=target/release; else cargo_flags=() bin=target/debug; fi
+# The LFW scripts' build (scripts/lib/start-vargid.sh), so that step 4 reuses it.
+export VARGID_PROFILE="$profile"
+. scripts/lib/start-vargid.sh
 step "building vargid and vargid-bench (${profile})"
-cargo build "${cargo_flags[@]}" --bin vargid --bin vargid-bench 2>&1 | tail -n 2
+build_vargid
 
 int8_models=(models/vargfacenet-int8.onnx)
 if [ -f runs/prepared42k.zip ]; then

@@ -4,6 +4,7 @@
 #
 #   scripts/lfw-service-flip.sh [MODEL.onnx]    (default models/vargfacenet.onnx)
 #   VARGID_LFW_FLIPS=false scripts/lfw-service-flip.sh MODEL.onnx   (the flip off only)
+#   VARGID_PROFILE=release scripts/lfw-service-flip.sh ...          (the release build; default dev)
 #
 # For each setting: starts vargid on a loopback port with MODEL and an empty
 # temporary gallery, sends every LFW photo named by pairs.txt once to Embed
@@ -23,7 +24,7 @@ mkdir -p "$OUT"
 
 bash scripts/install-deps.sh >/dev/null
 bash scripts/setup-python.sh >/dev/null
-cargo build --quiet --bin vargid --bin vargid-bench
+build_vargid
 
 for flip in ${VARGID_LFW_FLIPS:-false true}; do
   data="$(mktemp -d)"
@@ -31,7 +32,7 @@ for flip in ${VARGID_LFW_FLIPS:-false true}; do
   trap 'kill "${server:-}" 2>/dev/null || true; wait "${server:-}" 2>/dev/null || true; rm -rf "$data"' EXIT
   start_vargid "$log" VARGID_SERVER__LISTEN="$ADDR" VARGID_METRICS__LISTEN="" VARGID_GALLERY__DATA_DIR="$data" \
     VARGID_MODEL__PATH="$MODEL" VARGID_MODEL__FLIP_TEST="$flip"
-  target/debug/vargid-bench lfw --addr "$ADDR" --lfw "$LFW" --no-client-flip \
+  "$bin/vargid-bench" lfw --addr "$ADDR" --lfw "$LFW" --no-client-flip \
     --out "$OUT/flip-$flip-embeddings.json" | tee "$OUT/flip-$flip-bench.txt"
   kill "$server"; wait "$server" 2>/dev/null || true
   rm -rf "$data"

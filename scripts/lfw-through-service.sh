@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 
 bash scripts/install-deps.sh >/dev/null
 bash scripts/setup-python.sh >/dev/null
-cargo build --quiet --bin vargid --bin vargid-bench
+build_vargid
 
 data="$(mktemp -d)"
 log="$OUT/vargid.log"
@@ -29,7 +29,7 @@ trap 'kill "${server:-}" 2>/dev/null || true; wait "${server:-}" 2>/dev/null || 
 start_vargid "$log" VARGID_SERVER__LISTEN="$ADDR" VARGID_METRICS__LISTEN="" VARGID_GALLERY__DATA_DIR="$data" \
   VARGID_MODEL__PATH="$MODEL"
 
-target/debug/vargid-bench lfw --addr "$ADDR" --lfw "$LFW" --out "$OUT/service-embeddings.json"
+"$bin/vargid-bench" lfw --addr "$ADDR" --lfw "$LFW" --out "$OUT/service-embeddings.json"
 kill "$server"; wait "$server" 2>/dev/null || true
 
 echo "== through the service (gRPC Embed on the raw photos)"

@@ -103,12 +103,13 @@ def test_every_step_on_200_images(tmp_path):
     assert quantize.main(["--model", str(gen2 / "student.onnx"), "--prepared", str(archive),
                           "--out", str(mixed), "--count", "8", "--preset", "mixed",
                           "--float-op", "Gemm", "--overflow-fix", "enable"]) == 0
-    graph = onnx.load(str(mixed)).graph
+    mixed_model = onnx.load(str(mixed))
+    graph = mixed_model.graph
     quantized_inputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     gemms = [n for n in graph.node if n.op_type == "Gemm"]
     assert gemms and not any(i in quantized_inputs for n in gemms for i in n.input)
     assert any(n.op_type == "Conv" and n.input[0] in quantized_inputs for n in graph.node)
-    note = {p.key: p.value for p in onnx.load(str(mixed)).metadata_props}["quantization"]
+    note = {p.key: p.value for p in mixed_model.metadata_props}["quantization"]
     assert "preset mixed" in note and "float Gemm" in note and "overflow fix enable" in note
 
     for model in (MODELS / "sface_2021dec_fp32.onnx", gen2 / "student.onnx"):

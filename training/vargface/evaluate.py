@@ -78,6 +78,11 @@ def read_pairs(path: Path) -> list[Pair]:
     return pairs
 
 
+def pair_images(pairs: list[Pair]) -> list[str]:
+    """Every photo the pairs name, once, sorted."""
+    return sorted({p.first for p in pairs} | {p.second for p in pairs})
+
+
 def fallback_landmarks(height: int, width: int) -> np.ndarray:
     """Where no face is found: the template placed at the image centre.
 
@@ -200,6 +205,13 @@ def identification_split(names: list[str]) -> IdentificationSplit:
     return split
 
 
+def best_candidates(probes: np.ndarray, gallery: np.ndarray, people: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each probe's best gallery candidate (its person) and score; rows L2-normalised."""
+    scores = probes @ gallery.T
+    top = np.argmax(scores, axis=1)
+    return people[top], scores[np.arange(len(probes)), top]
+
+
 def identification_metrics(embeddings: dict[str, np.ndarray], split: IdentificationSplit) -> dict:
     if not split.gallery or not split.mated:
         raise ValueError("1:N needs at least one person with two or more photos")
@@ -209,9 +221,7 @@ def identification_metrics(embeddings: dict[str, np.ndarray], split: Identificat
     def best(probes: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not probes:
             return np.zeros(0, dtype=people.dtype), np.zeros(0)
-        scores = l2_normalise(np.stack([embeddings[n] for n in probes])) @ gallery.T
-        top = np.argmax(scores, axis=1)
-        return people[top], scores[np.arange(len(probes)), top]
+        return best_candidates(l2_normalise(np.stack([embeddings[n] for n in probes])), gallery, people)
 
     mated_top, mated_score = best(split.mated)
     correct = mated_top == np.array([person_of(n) for n in split.mated])
@@ -330,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 taken[key] = taken.get(key, 0) + 1
                 kept.append(p)
         pairs = kept
-    names = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    names = pair_images(pairs)
     fallbacks = 0
     if args.model:
         embeddings, fallbacks = model_embeddings(args.model, args.lfw, args.detector, names,

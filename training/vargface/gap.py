@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .detect import DEFAULT_DETECTOR
-from .evaluate import (DEFAULT_LFW, OnnxEmbedder, cached_aligned_crops, identification_split,
-                       l2_normalise, person_of, read_pairs)
+from .evaluate import (DEFAULT_LFW, OnnxEmbedder, best_candidates, cached_aligned_crops,
+                       identification_split, l2_normalise, pair_images, person_of, read_pairs)
 
 
 def photo_properties(crops: np.ndarray) -> dict[str, np.ndarray]:
@@ -34,13 +34,6 @@ def photo_properties(crops: np.ndarray) -> dict[str, np.ndarray]:
         "sharpness": np.abs(laplacian).mean(axis=(1, 2)),
         "asymmetry": np.abs(grey - grey[:, :, ::-1]).mean(axis=(1, 2)),
     }
-
-
-def rank1_hits(embeddings: np.ndarray, gallery: np.ndarray, probes: np.ndarray,
-               people: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Whether each probe's best gallery match is its own person (rows L2-normalised)."""
-    scores = embeddings[probes] @ embeddings[gallery].T
-    return people[np.argmax(scores, axis=1)] == truth
 
 
 def by_quintile(values: np.ndarray, hits: dict[str, np.ndarray]) -> list[dict]:
@@ -66,8 +59,8 @@ def gap(names: list[str], crops: np.ndarray, student: np.ndarray, teacher: np.nd
     truth = np.array([person_of(n) for n in split.mated])
     enrolled = {person_of(n): index[n] for n in split.gallery}
     own = np.array([enrolled[t] for t in truth])
-    hits = {"student": rank1_hits(student, gallery, probes, people, truth),
-            "teacher": rank1_hits(teacher, gallery, probes, people, truth)}
+    hits = {name: best_candidates(e[probes], e[gallery], people)[0] == truth
+            for name, e in (("student", student), ("teacher", teacher))}
     per_photo = {"student-teacher cosine": np.sum(student * teacher, axis=1), **photo_properties(crops)}
     return {
         "searches": len(probes),
@@ -85,8 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detector", type=Path, default=DEFAULT_DETECTOR)
     p.add_argument("--crops-cache", type=Path)
     args = p.parse_args(argv)
-    pairs = read_pairs(args.lfw / "pairs.txt")
-    names = sorted({q.first for q in pairs} | {q.second for q in pairs})
+    names = pair_images(read_pairs(args.lfw / "pairs.txt"))
     crops, _ = cached_aligned_crops(names, args.lfw / "images", args.detector, args.crops_cache)
     student = l2_normalise(OnnxEmbedder(args.model)(crops))
     teacher = l2_normalise(OnnxEmbedder(args.teacher)(crops))
