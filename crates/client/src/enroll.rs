@@ -6,11 +6,13 @@
 //! server's reason and the call is repeated without it. The identity's metadata
 //! `vargid.source` records a digest of its file list (names and sizes): a second run
 //! skips identities already enrolled from the same files, so a run that was stopped
-//! resumes where it was.
+//! resumes where it was. A call the server sheds, or one that ran past `--timeout`, is
+//! tried again (crate::retry's budget); one that may have been applied is looked up
+//! first, since Enroll appends and must not add the photos twice.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use sha2::{Digest, Sha256};
@@ -19,7 +21,7 @@ use vargid_proto::v1 as pb;
 
 use crate::connection::{Client, ConnectArgs};
 use crate::progress::Progress;
-use crate::{concurrent, labelled, photo, ClientError};
+use crate::{concurrent, labelled, photo, retry, ClientError};
 
 /// Metadata key holding the digest of the files an identity was enrolled from.
 pub const SOURCE_KEY: &str = "vargid.source";
@@ -147,12 +149,41 @@ fn refused_image(status: &tonic::Status) -> Option<usize> {
     rest[..rest.find(']')?].parse().ok()
 }
 
-/// Codes worth another try after a pause: the server is busy or restarting.
+/// Codes worth another try after a pause: the server is busy or restarting, this
+/// client stopped waiting (its `--timeout`), or the server refused a deadline it could
+/// not meet.
 fn transient(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
-    )
+    retry::shedding(code) || code == Code::DeadlineExceeded
+}
+
+/// Codes after which an Enroll may have been applied although this client saw an
+/// error: it stopped waiting, or the connection dropped mid-call. Enroll appends to an
+/// existing identity, so such a call is looked up before it is sent again.
+fn may_have_landed(code: Code) -> bool {
+    matches!(code, Code::DeadlineExceeded | Code::Unavailable)
+}
+
+/// The identity's template count if an earlier try of this enrollment landed: the
+/// identity exists and carries this run's source digest.
+async fn landed_earlier(
+    client: &mut Client,
+    identity_id: &str,
+    gallery: &str,
+    digest: &str,
+) -> Result<Option<usize>, tonic::Status> {
+    let request = pb::GetIdentityRequest {
+        identity_id: identity_id.to_string(),
+        gallery: gallery.to_string(),
+    };
+    match client.get_identity(request).await {
+        Ok(found) => {
+            let found = found.into_inner();
+            let ours = found.metadata.get(SOURCE_KEY).map(String::as_str) == Some(digest);
+            Ok(ours.then_some(found.face_ids.len()))
+        }
+        Err(s) if s.code() == Code::NotFound => Ok(None),
+        Err(s) => Err(s),
+    }
 }
 
 async fn enroll_person(
@@ -188,8 +219,7 @@ async fn enroll_person(
     for f in &files {
         images.push(photo::read(f)?);
     }
-    let mut pause = Duration::from_millis(200);
-    let mut attempts = 0;
+    let maybe_landed = AtomicBool::new(false);
     while !images.is_empty() {
         let request = pb::EnrollRequest {
             identity_id: person.identity_id.clone(),
@@ -199,9 +229,29 @@ async fn enroll_person(
             gallery: gallery.clone(),
             use_largest_face,
         };
-        match client.enroll(request).await {
-            Ok(r) => {
-                outcome.enrolled_photos = r.get_ref().face_ids.len();
+        let sent = retry::while_code(transient, || {
+            let (mut client, request) = (client.clone(), request.clone());
+            let (maybe_landed, id, gallery, digest) =
+                (&maybe_landed, &person.identity_id, &gallery, &digest);
+            async move {
+                if maybe_landed.load(Ordering::Relaxed) {
+                    if let Some(templates) =
+                        landed_earlier(&mut client, id, gallery, digest).await?
+                    {
+                        return Ok(templates);
+                    }
+                }
+                let enrolled = client.enroll(request).await;
+                if enrolled.as_ref().is_err_and(|s| may_have_landed(s.code())) {
+                    maybe_landed.store(true, Ordering::Relaxed);
+                }
+                Ok(enrolled?.into_inner().face_ids.len())
+            }
+        })
+        .await;
+        match sent {
+            Ok(templates) => {
+                outcome.enrolled_photos = templates;
                 return Ok(outcome);
             }
             Err(s) if s.code() == Code::InvalidArgument => match refused_image(&s) {
@@ -216,11 +266,6 @@ async fn enroll_person(
                     return Ok(outcome);
                 }
             },
-            Err(s) if transient(s.code()) && attempts < 8 => {
-                attempts += 1;
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(10));
-            }
             Err(s) => {
                 outcome.failed = Some(format!("Enroll: {} ({:?})", s.message(), s.code()));
                 return Ok(outcome);
@@ -305,6 +350,24 @@ pub async fn run(client: &Client, args: EnrollArgs) -> Result<(), ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_enroll_that_may_have_landed_is_looked_up_before_it_is_sent_again() {
+        // Retried, and looked up first: the client stopped waiting or the link dropped.
+        for code in [Code::DeadlineExceeded, Code::Unavailable] {
+            assert!(transient(code) && may_have_landed(code), "{code:?}");
+        }
+        // Retried as it is: the server refused the call before doing anything.
+        assert!(transient(Code::ResourceExhausted) && !may_have_landed(Code::ResourceExhausted));
+        // Not retried: the answer is final.
+        for code in [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::PermissionDenied,
+        ] {
+            assert!(!transient(code), "{code:?}");
+        }
+    }
 
     #[test]
     fn refused_image_index_from_the_status() {

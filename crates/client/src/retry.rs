@@ -16,7 +16,7 @@ use tonic::Code;
 const RETRY_BUDGET: Duration = Duration::from_secs(120);
 
 /// Codes worth another try after a pause: the server is busy or restarting.
-fn transient(code: Code) -> bool {
+pub fn shedding(code: Code) -> bool {
     matches!(code, Code::Unavailable | Code::ResourceExhausted)
 }
 
@@ -35,7 +35,17 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
+    while_code(shedding, call).await
+}
+
+/// [`while_shedding`] for a caller that also tries again after other codes, such as
+/// DEADLINE_EXCEEDED where a repeated call is safe.
+pub async fn while_code<T, F, Fut>(again: fn(Code) -> bool, call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
     call.retry(policy())
-        .when(|s: &tonic::Status| transient(s.code()))
+        .when(|s: &tonic::Status| again(s.code()))
         .await
 }
