@@ -46,8 +46,9 @@ def test_every_step_on_200_images(tmp_path):
     gen3 = tmp_path / "gen3"
     assert distill.main(common + ["--out", str(gen3), "--init", str(gen2 / "student.onnx"), "--generation", "3",
                                   "--teacher-online", str(MODELS / "sface_2021dec_fp32.onnx"), "--mixup", "1",
-                                  "--mix", "cutmix", "--inst-on-mixed"]) == 0
-    assert "online teacher" in json.loads((gen3 / "run.json").read_text())["summary"]
+                                  "--mix", "cutmix", "--inst-on-mixed", "--relation-weight", "1"]) == 0
+    summary = json.loads((gen3 / "run.json").read_text())["summary"]
+    assert "online teacher" in summary and "neighbourhood KL" in summary
     # A clean-only teacher cache (half the teacher's time) serves online teaching only.
     clean = tmp_path / "clean.zip"
     clean.write_bytes(archive.read_bytes())

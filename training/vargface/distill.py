@@ -63,6 +63,10 @@ def parse_args(argv):
     p.add_argument("--inst-weight", type=float, default=1.0, help="instance-softmax term weight")
     p.add_argument("--inst-scale", type=float, default=30.0)
     p.add_argument("--mixup", type=float, default=0.2, help="share of batches mixed between faces")
+    p.add_argument("--relation-weight", type=float, default=0.0,
+                   help="weight of the neighbourhood term: KL from the teacher's to the student's softmax "
+                        "similarities to every other training face (0: off)")
+    p.add_argument("--relation-temp", type=float, default=0.05, help="temperature of the neighbourhood term")
     p.add_argument("--inst-on-mixed", action="store_true",
                    help="keep the instance-softmax term on mixed batches, split between the two faces by "
                         "their share (without it mixed batches have the angular term only)")
@@ -179,6 +183,27 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
+def neighbourhood_kl(student, target, centres, own, temperature):
+    """KL(teacher || student) between their softmax similarities to the training faces.
+
+    The instance term only asks that a face be nearest its own centre, which the student
+    soon does (its cross-entropy falls to a few hundredths), so it stops teaching. 1:N
+    search needs the teacher's order of the *other* faces too: which strangers lie close
+    and which far. So the faces' own centres are masked out and the student matches the
+    teacher's distribution over the rest (as CompRess and SEED distil a memory bank).
+    """
+    masked = torch.zeros(student.shape[0], centres.shape[0], dtype=torch.bool, device=student.device)
+    rows = torch.arange(student.shape[0], device=student.device)
+    for faces in own:
+        masked[rows, faces] = True
+    # A large negative, not -inf: the masked entries get probability 0 without 0 * inf.
+    with torch.no_grad():
+        teacher_logits = (target @ centres.T / temperature).masked_fill(masked, -1e4)
+        teacher_p = F.softmax(teacher_logits, dim=-1)
+    student_logp = F.log_softmax((student @ centres.T / temperature).masked_fill(masked, -1e4), dim=-1)
+    return F.kl_div(student_logp, teacher_p, reduction="batchmean")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
@@ -280,6 +305,11 @@ def main(argv=None) -> int:
             if mixed:
                 inst = lam * inst + (1 - lam) * F.cross_entropy(logits, own[perm])
             loss = loss + args.inst_weight * inst
+        if args.relation_weight > 0:
+            faces = idx.to(device)
+            own_faces = [faces] + ([faces[perm]] if mixed else [])
+            loss = loss + args.relation_weight * neighbourhood_kl(student, target, centres, own_faces,
+                                                                  args.relation_temp)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -305,7 +335,9 @@ def main(argv=None) -> int:
     summary = (f"generation {generation} angular distillation from SFace "
                f"({'init ' + args.init.name if args.init else 'random init'}), {count} faces, "
                f"{args.epochs:g} epochs, inst-softmax w={args.inst_weight:g} s={args.inst_scale:g}, "
-               f"{'online teacher on the augmented view' if online is not None else 'cached clean targets'}, "
+               + (f"neighbourhood KL w={args.relation_weight:g} T={args.relation_temp:g}, "
+                  if args.relation_weight > 0 else "")
+               + f"{'online teacher on the augmented view' if online is not None else 'cached clean targets'}, "
                f"{args.mix} on {args.mixup:g} of batches")
     onnx_path = args.out / "student.onnx"
     export_onnx(model, onnx_path, model_metadata(emb, f"{VERSION}-gen{generation}", summary))
