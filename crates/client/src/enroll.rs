@@ -6,7 +6,7 @@
 //! server's reason and the call is repeated without it. The identity's metadata
 //! `vargid.source` records a digest of its file list (names and sizes): a second run
 //! skips identities already enrolled from the same files, so a run that was stopped
-//! resumes where it was. A call the server sheds, or one that ran past `--timeout`, is
+//! resumes where it was. A call the server sheds, or one that ran past `--timeout-s`, is
 //! tried again (crate::retry's budget); one that may have been applied is looked up
 //! first, since Enroll appends and must not add the photos twice.
 
@@ -150,7 +150,7 @@ fn refused_image(status: &tonic::Status) -> Option<usize> {
 }
 
 /// Codes worth another try after a pause: the server is busy or restarting, this
-/// client stopped waiting (its `--timeout`), or the server refused a deadline it could
+/// client stopped waiting (its `--timeout-s`), or the server refused a deadline it could
 /// not meet.
 fn transient(code: Code) -> bool {
     retry::shedding(code) || code == Code::DeadlineExceeded
