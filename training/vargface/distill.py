@@ -183,24 +183,25 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tmp.replace(path)
 
 
-def neighbourhood_kl(student, target, centres, own, temperature):
+def neighbourhood_kl(student_sims, teacher_sims, own, temperature):
     """KL(teacher || student) between their softmax similarities to the training faces.
 
-    The instance term only asks that a face be nearest its own centre, which the student
-    soon does (its cross-entropy falls to a few hundredths), so it stops teaching. 1:N
-    search needs the teacher's order of the *other* faces too: which strangers lie close
-    and which far. So the faces' own centres are masked out and the student matches the
-    teacher's distribution over the rest (as CompRess and SEED distil a memory bank).
+    `student_sims` and `teacher_sims` are (batch, faces) cosines to every training
+    face's teacher embedding. The instance term only asks that a face be nearest its own
+    centre, which the student soon does (its cross-entropy falls to a few hundredths),
+    so it stops teaching. 1:N search needs the teacher's order of the *other* faces too:
+    which strangers lie close and which far. So the faces' own centres (`own`: index
+    tensors, one face per row each) are masked out and the student matches the teacher's
+    distribution over the rest (as CompRess and SEED distil a memory bank).
     """
-    masked = torch.zeros(student.shape[0], centres.shape[0], dtype=torch.bool, device=student.device)
-    rows = torch.arange(student.shape[0], device=student.device)
+    masked = torch.zeros_like(student_sims, dtype=torch.bool)
+    rows = torch.arange(student_sims.shape[0], device=student_sims.device)
     for faces in own:
         masked[rows, faces] = True
     # A large negative, not -inf: the masked entries get probability 0 without 0 * inf.
     with torch.no_grad():
-        teacher_logits = (target @ centres.T / temperature).masked_fill(masked, -1e4)
-        teacher_p = F.softmax(teacher_logits, dim=-1)
-    student_logp = F.log_softmax((student @ centres.T / temperature).masked_fill(masked, -1e4), dim=-1)
+        teacher_p = F.softmax((teacher_sims / temperature).masked_fill(masked, -1e4), dim=-1)
+    student_logp = F.log_softmax((student_sims / temperature).masked_fill(masked, -1e4), dim=-1)
     return F.kl_div(student_logp, teacher_p, reduction="batchmean")
 
 
@@ -297,19 +298,21 @@ def main(argv=None) -> int:
         student = F.normalize(raw.float(), dim=-1)
         angular = (1.0 - (student * target).sum(dim=-1)).mean()
         loss = angular
-        if args.inst_weight > 0 and (args.inst_on_mixed or not mixed):
-            # A mixed face belongs to both instances, in proportion (as CutMix's labels do).
-            logits = args.inst_scale * student @ centres.T
+        use_inst = args.inst_weight > 0 and (args.inst_on_mixed or not mixed)
+        if use_inst or args.relation_weight > 0:
             own = idx.to(device)
+            similarities = student @ centres.T  # to every training face's teacher embedding
+        if use_inst:
+            # A mixed face belongs to both instances, in proportion (as CutMix's labels do).
+            logits = args.inst_scale * similarities
             inst = F.cross_entropy(logits, own)
             if mixed:
                 inst = lam * inst + (1 - lam) * F.cross_entropy(logits, own[perm])
             loss = loss + args.inst_weight * inst
         if args.relation_weight > 0:
-            faces = idx.to(device)
-            own_faces = [faces] + ([faces[perm]] if mixed else [])
-            loss = loss + args.relation_weight * neighbourhood_kl(student, target, centres, own_faces,
-                                                                  args.relation_temp)
+            own_faces = [own] + ([own[perm]] if mixed else [])
+            loss = loss + args.relation_weight * neighbourhood_kl(
+                similarities, target @ centres.T, own_faces, args.relation_temp)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -332,12 +335,12 @@ def main(argv=None) -> int:
     restore_plain_prelu(model)
     model.eval().cpu().to(memory_format=torch.contiguous_format)
     torch.save({"model": model.state_dict()}, args.out / "student.pt")
+    relation = (f"neighbourhood KL w={args.relation_weight:g} T={args.relation_temp:g}, "
+                if args.relation_weight > 0 else "")
     summary = (f"generation {generation} angular distillation from SFace "
                f"({'init ' + args.init.name if args.init else 'random init'}), {count} faces, "
-               f"{args.epochs:g} epochs, inst-softmax w={args.inst_weight:g} s={args.inst_scale:g}, "
-               + (f"neighbourhood KL w={args.relation_weight:g} T={args.relation_temp:g}, "
-                  if args.relation_weight > 0 else "")
-               + f"{'online teacher on the augmented view' if online is not None else 'cached clean targets'}, "
+               f"{args.epochs:g} epochs, inst-softmax w={args.inst_weight:g} s={args.inst_scale:g}, {relation}"
+               f"{'online teacher on the augmented view' if online is not None else 'cached clean targets'}, "
                f"{args.mix} on {args.mixup:g} of batches")
     onnx_path = args.out / "student.onnx"
     export_onnx(model, onnx_path, model_metadata(emb, f"{VERSION}-gen{generation}", summary))

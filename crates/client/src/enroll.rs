@@ -163,27 +163,27 @@ fn may_have_landed(code: Code) -> bool {
     matches!(code, Code::DeadlineExceeded | Code::Unavailable)
 }
 
-/// The identity's template count if an earlier try of this enrollment landed: the
-/// identity exists and carries this run's source digest.
-async fn landed_earlier(
+/// The identity as the server has it, or None where it is not enrolled (a missing
+/// gallery stays an error).
+async fn enrolled(
     client: &mut Client,
     identity_id: &str,
     gallery: &str,
-    digest: &str,
-) -> Result<Option<usize>, tonic::Status> {
+) -> Result<Option<pb::Identity>, tonic::Status> {
     let request = pb::GetIdentityRequest {
         identity_id: identity_id.to_string(),
         gallery: gallery.to_string(),
     };
     match client.get_identity(request).await {
-        Ok(found) => {
-            let found = found.into_inner();
-            let ours = found.metadata.get(SOURCE_KEY).map(String::as_str) == Some(digest);
-            Ok(ours.then_some(found.face_ids.len()))
-        }
-        Err(s) if s.code() == Code::NotFound => Ok(None),
+        Ok(found) => Ok(Some(found.into_inner())),
+        Err(s) if s.code() == Code::NotFound && s.message().starts_with("identity ") => Ok(None),
         Err(s) => Err(s),
     }
+}
+
+/// Whether the identity was enrolled from the files with this source digest.
+fn from_these_files(identity: &pb::Identity, digest: &str) -> bool {
+    identity.metadata.get(SOURCE_KEY).map(String::as_str) == Some(digest)
 }
 
 async fn enroll_person(
@@ -194,25 +194,16 @@ async fn enroll_person(
 ) -> Result<Outcome, ClientError> {
     let mut outcome = Outcome::default();
     let digest = person.source_digest()?;
-    match client
-        .get_identity(pb::GetIdentityRequest {
-            identity_id: person.identity_id.clone(),
-            gallery: gallery.clone(),
-        })
+    let found = enrolled(&mut client, &person.identity_id, &gallery)
         .await
-    {
-        Ok(found) => {
-            let same = found.get_ref().metadata.get(SOURCE_KEY) == Some(&digest);
-            outcome.skipped = Some(if same {
-                "already enrolled from these files".into()
-            } else {
-                "already enrolled from other files (delete it to enroll it again)".into()
-            });
-            return Ok(outcome);
-        }
-        // A missing identity (not a missing gallery): enroll it.
-        Err(s) if s.code() == Code::NotFound && s.message().starts_with("identity ") => {}
-        Err(s) => return Err(ClientError::call("GetIdentity")(s)),
+        .map_err(ClientError::call("GetIdentity"))?;
+    if let Some(found) = found {
+        outcome.skipped = Some(if from_these_files(&found, &digest) {
+            "already enrolled from these files".into()
+        } else {
+            "already enrolled from other files (delete it to enroll it again)".into()
+        });
+        return Ok(outcome);
     }
     let mut files = person.files.clone();
     let mut images = Vec::with_capacity(files.len());
@@ -234,11 +225,11 @@ async fn enroll_person(
             let (maybe_landed, id, gallery, digest) =
                 (&maybe_landed, &person.identity_id, &gallery, &digest);
             async move {
+                // An earlier try may have landed: take it rather than add the photos twice.
                 if maybe_landed.load(Ordering::Relaxed) {
-                    if let Some(templates) =
-                        landed_earlier(&mut client, id, gallery, digest).await?
-                    {
-                        return Ok(templates);
+                    let found = enrolled(&mut client, id, gallery).await?;
+                    if let Some(found) = found.filter(|f| from_these_files(f, digest)) {
+                        return Ok(found.face_ids.len());
                     }
                 }
                 let enrolled = client.enroll(request).await;
