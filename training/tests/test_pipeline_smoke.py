@@ -46,9 +46,10 @@ def test_every_step_on_200_images(tmp_path):
     gen3 = tmp_path / "gen3"
     assert distill.main(common + ["--out", str(gen3), "--init", str(gen2 / "student.onnx"), "--generation", "3",
                                   "--teacher-online", str(MODELS / "sface_2021dec_fp32.onnx"), "--mixup", "1",
-                                  "--mix", "cutmix", "--inst-on-mixed", "--relation-weight", "1"]) == 0
+                                  "--mix", "cutmix", "--inst-on-mixed", "--relation-weight", "1",
+                                  "--low-res", "0.5"]) == 0
     summary = json.loads((gen3 / "run.json").read_text())["summary"]
-    assert "online teacher" in summary and "neighbourhood KL" in summary
+    assert "online teacher" in summary and "neighbourhood KL" in summary and "24-80 px" in summary
     # A clean-only teacher cache (half the teacher's time) serves online teaching only.
     clean = tmp_path / "clean.zip"
     clean.write_bytes(archive.read_bytes())
@@ -126,3 +127,9 @@ def test_every_step_on_200_images(tmp_path):
         assert ident["gallery"] >= 1 and ident["mated_probes"] >= 1
         assert ident["gallery"] + ident["mated_probes"] + ident["non_mated_probes"] == result["images"]
         assert 0.0 <= ident["rank1"] <= 1.0 and 0.0 <= ident["fnir_at_fpir_0.01"] <= 1.0
+    # The same faces shrunk to 40 px: small faces in a photo.
+    small = tmp_path / "shrunk.json"
+    assert evaluate.main(["--model", str(gen2 / "student.onnx"), "--lfw", str(LFW), "--limit-folds", "2",
+                          "--pairs-per-fold", "10", "--json", str(small), "--shrink", "40",
+                          "--detector", str(MODELS / "yunet_2023mar_fp32.onnx")]) == 0
+    assert json.loads(small.read_text())["shrunk_to_px"] == 40

@@ -16,7 +16,8 @@ SFace) so that the two embeddings are directly comparable.
 
 Augmentation suited to faces: horizontal flip, small shifts and scale changes,
 brightness and contrast, occasional greyscale, and mixing between two faces
-(mixup or CutMix) on a share of the batches. By default the targets are cached:
+(mixup or CutMix) on a share of the batches. --low-res shows a share of the faces
+at 24-80 px (shrunk and enlarged back), as small faces in photos are. By default the targets are cached:
 the teacher's embedding of the clean crop or its mirror, and for a mixed face the
 normalised mix of the two faces' embeddings, so the target does not match what
 the student sees. With --teacher-online the teacher (vargface.teacher_torch) runs
@@ -67,6 +68,9 @@ def parse_args(argv):
                    help="weight of the neighbourhood term: KL from the teacher's to the student's softmax "
                         "similarities to every other training face (0: off)")
     p.add_argument("--relation-temp", type=float, default=0.05, help="temperature of the neighbourhood term")
+    p.add_argument("--low-res", type=float, default=0.0, metavar="SHARE",
+                   help="share of faces shown at a lower resolution: shrunk to 24-80 px (one size per "
+                        "batch) and enlarged back to 112, as a small face in a photo is (0: off)")
     p.add_argument("--inst-on-mixed", action="store_true",
                    help="keep the instance-softmax term on mixed batches, split between the two faces by "
                         "their share (without it mixed batches have the angular term only)")
@@ -92,8 +96,12 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Photometric and small geometric jitter on a float batch (N, 3, 112, 112) in 0..255."""
+LOW_RES_SIDES = (24, 80)  # px: below 24 a face has no usable detail, above 80 little is lost
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, low_res: float = 0.0) -> torch.Tensor:
+    """Photometric and small geometric jitter on a float batch (N, 3, 112, 112) in 0..255;
+    with `low_res`, that share of the faces also lose detail as a small face does."""
     n = x.shape[0]
     dev = x.device
     rand = lambda *s: torch.rand(*s, generator=generator).to(dev)  # noqa: E731
@@ -112,7 +120,22 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     grey = rand(n) < 0.1
     if grey.any():
         x[grey] = x[grey].mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    if low_res > 0:  # drawn only when asked, so the other recipes' random streams stay as they were
+        x = shrunk(x, rand(n) < low_res, rand(1).item())
     return x.clamp(0.0, 255.0)
+
+
+def shrunk(x: torch.Tensor, chosen: torch.Tensor, where: float) -> torch.Tensor:
+    """The chosen faces shrunk to a side `where` of the way through LOW_RES_SIDES
+    (antialiased, like a camera's small face) and enlarged back, like an aligner's warp."""
+    if not chosen.any():
+        return x
+    low, high = LOW_RES_SIDES
+    side = int(round(low + where * (high - low)))
+    small = F.interpolate(x[chosen], size=(side, side), mode="bilinear", antialias=True, align_corners=False)
+    x = x.clone()
+    x[chosen] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return x
 
 
 class FusablePReLU(torch.nn.PReLU):
@@ -279,7 +302,7 @@ def main(argv=None) -> int:
         x[flip] = x[flip].flip(-1)
         # With the online teacher this placeholder is replaced by its embedding of x below.
         target = teacher[idx, flip.long() if teacher.shape[1] > 1 else 0]
-        x = augment(x.to(device), generator)
+        x = augment(x.to(device), generator, args.low_res)
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         target = target.to(device)
@@ -337,9 +360,10 @@ def main(argv=None) -> int:
     torch.save({"model": model.state_dict()}, args.out / "student.pt")
     relation = (f"neighbourhood KL w={args.relation_weight:g} T={args.relation_temp:g}, "
                 if args.relation_weight > 0 else "")
+    low_res = f"{args.low_res:g} of faces at {LOW_RES_SIDES[0]}-{LOW_RES_SIDES[1]} px, " if args.low_res > 0 else ""
     summary = (f"generation {generation} angular distillation from SFace "
                f"({'init ' + args.init.name if args.init else 'random init'}), {count} faces, "
-               f"{args.epochs:g} epochs, inst-softmax w={args.inst_weight:g} s={args.inst_scale:g}, {relation}"
+               f"{args.epochs:g} epochs, inst-softmax w={args.inst_weight:g} s={args.inst_scale:g}, {relation}{low_res}"
                f"{'online teacher on the augmented view' if online is not None else 'cached clean targets'}, "
                f"{args.mix} on {args.mixup:g} of batches")
     onnx_path = args.out / "student.onnx"

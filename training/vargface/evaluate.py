@@ -8,6 +8,9 @@
 `--folder DIR` takes a labelled folder (DIR/<person>/<photo>) instead of LFW's
 pairs: every photo in it, 1:N only, with the split below. `vargid evaluate DIR`
 measures the same folder through the running service with the same protocol.
+`--shrink PX` measures small faces: every aligned crop is shrunk to PX x PX
+(area-averaged) and enlarged back before embedding, as a face PX pixels wide in
+a photo reaches the model; the faces, pairs and split stay the same.
 
 Protocol (insightface's): every photo is detected (YuNet, largest face),
 aligned to the 112x112 template (vargface.align), embedded with and without
@@ -92,11 +95,12 @@ def fallback_landmarks(height: int, width: int) -> np.ndarray:
 
 
 class OnnxEmbedder:
-    def __init__(self, path: Path, batch: int = 64):
+    def __init__(self, path: Path, batch: int = 64, threads: int = 0):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = threads  # 0: ONNX Runtime's default, one per core
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0]
         fixed = self.input.shape[0]
@@ -131,6 +135,19 @@ def aligned_crops(names: list[str], images: Path, detector_path: Path) -> tuple[
             marks = face.landmarks
         crops[i] = align(rgb, marks)
     return crops, fallbacks
+
+
+def shrunk_crops(crops: np.ndarray, side: int) -> np.ndarray:
+    """Crops (N, 112, 112, 3) shrunk to side x side (area-averaged, as a camera sees a
+    small face) and enlarged back (bilinear, as the aligner's warp does): how a model
+    fares on faces of that size in a photo. side 0 or >= the crop's: unchanged."""
+    from PIL import Image
+
+    if side <= 0 or side >= crops.shape[1]:
+        return crops
+    size = (crops.shape[2], crops.shape[1])
+    return np.stack([np.asarray(Image.fromarray(c).resize((side, side), Image.Resampling.BOX)
+                                .resize(size, Image.Resampling.BILINEAR)) for c in crops])
 
 
 def embed_with_flip(embedder: OnnxEmbedder, crops: np.ndarray) -> np.ndarray:
@@ -270,17 +287,20 @@ def folder_names(root: Path) -> list[str]:
                   if photo.is_file() and photo.suffix.lower() in PHOTO_SUFFIXES)
 
 
-def evaluate_folder(model: Path, folder: Path, detector: Path, cache: Path | None) -> dict:
+def evaluate_folder(model: Path, folder: Path, detector: Path, cache: Path | None,
+                    shrink: int = 0, threads: int = 0) -> dict:
     names = folder_names(folder)
     if not names:
         raise ValueError(f"{folder}: no photos in sub-folders")
     crops, fallbacks = cached_aligned_crops(names, folder, detector, cache)
-    embeddings = dict(zip(names, embed_with_flip(OnnxEmbedder(model), crops)))
+    crops = shrunk_crops(crops, shrink)
+    embeddings = dict(zip(names, embed_with_flip(OnnxEmbedder(model, threads=threads), crops)))
     return {
         "source": str(model),
         "folder": str(folder),
         "images": len(names),
         "no_face_fallbacks": fallbacks,
+        "shrunk_to_px": shrink or None,
         "identification": identification_metrics(embeddings, identification_split(names)),
     }
 
@@ -293,9 +313,10 @@ def print_identification(ident: dict) -> None:
 
 
 def model_embeddings(model: Path, lfw: Path, detector: Path, names: list[str],
-                     cache: Path | None = None) -> tuple[dict, int]:
+                     cache: Path | None = None, shrink: int = 0, threads: int = 0) -> tuple[dict, int]:
     crops, fallbacks = cached_aligned_crops(names, lfw / "images", detector, cache)
-    vectors = embed_with_flip(OnnxEmbedder(model), crops)
+    crops = shrunk_crops(crops, shrink)
+    vectors = embed_with_flip(OnnxEmbedder(model, threads=threads), crops)
     return dict(zip(names, vectors)), fallbacks
 
 
@@ -313,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crops-cache", type=Path,
                         help="keep the aligned LFW crops in this file and reuse them (not committed: LFW pixels)")
     parser.add_argument("--dump-embeddings", type=Path, help="write the model's embeddings as JSON")
+    parser.add_argument("--shrink", type=int, default=0, metavar="PX",
+                        help="evaluate on the aligned crops shrunk to PX x PX and enlarged back: "
+                             "small, low-resolution faces (0: full 112 px)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="ONNX Runtime threads (0: one per core); 1 beside a training run on the other core")
     parser.add_argument("--folder", type=Path,
                         help="1:N only, on this labelled folder (DIR/<person>/<photo>) instead of LFW pairs")
     args = parser.parse_args(argv)
@@ -320,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.folder:
         if not args.model:
             parser.error("--folder needs --model")
-        result = evaluate_folder(args.model, args.folder, args.detector, args.crops_cache)
+        result = evaluate_folder(args.model, args.folder, args.detector, args.crops_cache, args.shrink,
+                                 args.threads)
         print(f"{result['source']}: {args.folder}, {result['images']} images "
               f"({result['no_face_fallbacks']} without a detected face, centre fallback)")
         print_identification(result["identification"])
@@ -344,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     fallbacks = 0
     if args.model:
         embeddings, fallbacks = model_embeddings(args.model, args.lfw, args.detector, names,
-                                                 args.crops_cache)
+                                                 args.crops_cache, args.shrink, args.threads)
         if args.dump_embeddings:
             args.dump_embeddings.write_text(json.dumps({k: v.tolist() for k, v in embeddings.items()}))
     else:
@@ -353,9 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     result = evaluate(pairs, embeddings)
     split = identification_split(sorted(set(names) & embeddings.keys()))
     result["identification"] = identification_metrics(embeddings, split) if split.mated else None
-    result.update(source=str(args.model or args.embeddings), images=len(names), no_face_fallbacks=fallbacks)
+    result.update(source=str(args.model or args.embeddings), images=len(names), no_face_fallbacks=fallbacks,
+                  shrunk_to_px=args.shrink or None)
+    shrunk = f", faces shrunk to {args.shrink} px" if args.shrink else ""
     print(f"{result['source']}: LFW {result['pairs']} pairs, {len(names)} images "
-          f"({fallbacks} without a detected face, centre fallback)")
+          f"({fallbacks} without a detected face, centre fallback{shrunk})")
     print(f"  10-fold accuracy {100 * result['accuracy_mean']:.2f}% "
           f"+- {100 * result['accuracy_std']:.2f}")
     print(f"  TAR {100 * result['tar_at_far_1e-3']:.2f}% at FAR=1e-3 "
