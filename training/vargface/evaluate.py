@@ -292,9 +292,7 @@ def evaluate_folder(model: Path, folder: Path, detector: Path, cache: Path | Non
     names = folder_names(folder)
     if not names:
         raise ValueError(f"{folder}: no photos in sub-folders")
-    crops, fallbacks = cached_aligned_crops(names, folder, detector, cache)
-    crops = shrunk_crops(crops, shrink)
-    embeddings = dict(zip(names, embed_with_flip(OnnxEmbedder(model, threads=threads), crops)))
+    embeddings, fallbacks = model_embeddings(model, folder, detector, names, cache, shrink, threads)
     return {
         "source": str(model),
         "folder": str(folder),
@@ -312,9 +310,10 @@ def print_identification(ident: dict) -> None:
           f"{ident['non_mated_probes']} non-mated probes: rank-1 {100 * ident['rank1']:.2f}%, {fnir}")
 
 
-def model_embeddings(model: Path, lfw: Path, detector: Path, names: list[str],
+def model_embeddings(model: Path, images: Path, detector: Path, names: list[str],
                      cache: Path | None = None, shrink: int = 0, threads: int = 0) -> tuple[dict, int]:
-    crops, fallbacks = cached_aligned_crops(names, lfw / "images", detector, cache)
+    """{name: flip-summed embedding} of the photos `images/<name>`, and how many had no face."""
+    crops, fallbacks = cached_aligned_crops(names, images, detector, cache)
     crops = shrunk_crops(crops, shrink)
     vectors = embed_with_flip(OnnxEmbedder(model, threads=threads), crops)
     return dict(zip(names, vectors)), fallbacks
@@ -370,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     names = pair_images(pairs)
     fallbacks = 0
     if args.model:
-        embeddings, fallbacks = model_embeddings(args.model, args.lfw, args.detector, names,
+        embeddings, fallbacks = model_embeddings(args.model, args.lfw / "images", args.detector, names,
                                                  args.crops_cache, args.shrink, args.threads)
         if args.dump_embeddings:
             args.dump_embeddings.write_text(json.dumps({k: v.tolist() for k, v in embeddings.items()}))
