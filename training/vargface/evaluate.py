@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="1:N only, on this labelled folder (DIR/<person>/<photo>) instead of LFW pairs")
     args = parser.parse_args(argv)
 
+    if args.shrink and not args.model:
+        parser.error("--shrink needs --model: embeddings from elsewhere were made from unshrunk faces")
     if args.folder:
         if not args.model:
             parser.error("--folder needs --model")
