@@ -5,7 +5,7 @@ CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps python-deps deploy-deps test-deps build run test test-rust test-python lint fmt bench loadtest validate-deploy fuzz clean
+.PHONY: deps python-deps deploy-deps deploy-tools test-deps build run test test-rust test-python lint fmt bench loadtest validate-deploy fuzz clean
 
 deps:
 	./scripts/install-deps.sh
@@ -18,10 +18,12 @@ python-deps:
 ## grpc-health-probe), the Kubernetes schemas, ONNX Runtime's CUDA build (staged by the
 ## CUDA image test; about 1.8 GB of wheels, downloaded once). Not ghz: no test runs it,
 ## and `make loadtest` builds it when missing.
-deploy-deps:
+deploy-deps: deploy-tools
+	./scripts/install-ort-cuda.sh
+
+deploy-tools:
 	./scripts/install-go-tools.sh grpc-health-probe kustomize composecheck dockerfilecheck
 	./scripts/install-kubernetes-validate.sh
-	./scripts/install-ort-cuda.sh
 
 ## Servers the end-to-end tests start on loopback ports (PostgreSQL).
 test-deps:
@@ -36,9 +38,10 @@ run: build
 	$(CARGO) run --release --bin vargid
 
 ## Every test: Rust unit and end-to-end tests, Python tests, formatting and lints, and
-## each fuzz target for 15 s (scripts/fuzz.sh).
-test: deps python-deps deploy-deps test-deps
-	$(CARGO) build --bins
+## each fuzz target for 15 s (scripts/fuzz.sh). The Python venv and ONNX Runtime's CUDA
+## build (python-deps, deploy-deps) download while cargo builds: both are network-bound.
+test: deps deploy-tools test-deps
+	./scripts/build-while-downloading.sh $(CARGO) build --bins
 	$(MAKE) lint
 	$(CARGO) test --workspace
 	$(PY) -m pytest training -q
